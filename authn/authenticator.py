@@ -1,0 +1,96 @@
+"""From settings to verdicts: which sources to ask, in which order, and the group rule.
+
+:func:`authenticator_for` returns the :class:`Authenticator` of an option set; it is built
+once and kept for the life of the process, and the sources it holds (one per password file
+path, shared by every location that names the same file) stay warm between requests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from authn.settings import Settings, settings_for
+from authn.sources import CredentialSource
+from authn.sources.groupfile import GroupFile
+from authn.sources.passwordfile import PasswordFile
+from authn.verdict import Verdict
+
+_sources: dict[tuple[str, str], object] = {}
+_sources_lock = threading.RLock()
+
+
+def _shared(kind: str, key: str, make: type) -> object:
+    """One source object per (kind, key) in the process, so a file is loaded once."""
+    found = _sources.get((kind, key))
+    if found is None:
+        with _sources_lock:
+            found = _sources.get((kind, key))
+            if found is None:
+                found = _sources[(kind, key)] = make(key)
+    return found
+
+
+class Authenticator:
+    """Checks credentials and group rules for one location's settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        sources: list[CredentialSource] = []
+        for name in settings.sources:
+            if name == "file":
+                assert settings.password_file is not None
+                sources.append(_shared("file", settings.password_file, PasswordFile))  # type: ignore[arg-type]
+        self.sources: tuple[CredentialSource, ...] = tuple(sources)
+        self.group_file: GroupFile | None = None
+        if settings.group_file is not None:
+            self.group_file = _shared("groupfile", settings.group_file, GroupFile)  # type: ignore[assignment]
+
+    def authenticate(self, user: str, password: bytes) -> Verdict:
+        """Ask the sources in order; the first that knows the user decides.
+
+        An empty password is refused before any source is asked. A wrong password in one
+        source does not fall through to the next (Apache's AuthBasicProvider rule). Raises
+        SourceUnavailable when a source that had to be asked cannot answer.
+        """
+        if not password:
+            return Verdict.denied(
+                user, self.sources[0].name if self.sources else "-", "empty password"
+            )
+        verdict = Verdict.unknown(user, self.sources[-1].name if self.sources else "-")
+        for source in self.sources:
+            verdict = source.check(user, password)
+            if verdict.outcome is not verdict.outcome.UNKNOWN:
+                return verdict
+        return verdict
+
+    @property
+    def has_group_rule(self) -> bool:
+        return bool(self.settings.require_groups)
+
+    def groups_of(self, user: str, verdict: Verdict | None = None) -> frozenset[str]:
+        """The user's groups: those the source found plus those of the group file."""
+        groups = verdict.groups if verdict is not None and verdict.user == user else frozenset()
+        if self.group_file is not None:
+            groups = groups | self.group_file.groups_of(user)
+        return groups
+
+    def authorize(self, user: str, verdict: Verdict | None = None) -> bool:
+        """True when the group rule passes (or there is none)."""
+        if not self.settings.require_groups:
+            return True
+        groups = self.groups_of(user, verdict)
+        return any(name in groups for name in self.settings.require_groups)
+
+
+_authenticators: dict[Settings, Authenticator] = {}
+
+
+def authenticator_for(options: Mapping[str, str]) -> Authenticator:
+    """The Authenticator for an option set (raises ConfigError for bad options)."""
+    settings = settings_for(options)
+    found = _authenticators.get(settings)
+    if found is None:
+        with _sources_lock:
+            found = _authenticators.setdefault(settings, Authenticator(settings))
+    return found

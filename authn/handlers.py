@@ -1,0 +1,141 @@
+"""The mod_python adapter: Apache's request in, an Apache status out.
+
+This is the only module that imports ``mod_python``. It turns ``req`` into plain values,
+asks :mod:`authn.authenticator`, and maps the answer to Apache in one place:
+
+* granted -> ``OK`` (``req.user`` was set by ``get_basic_auth_pw``);
+* unknown user, wrong password, empty password, no or malformed credentials -> 401 (mod_python
+  then lets mod_auth_basic add the ``WWW-Authenticate`` challenge);
+* a source that cannot answer (file unreadable, directory down) -> 500 with one error-log line;
+* a bad option -> 500 with one error-log line naming the option and the fix.
+
+The handlers stand at server level (``conf/authn.conf``) and act only where the location's
+options switch them on: ``authn.source`` for authentication, ``authn.require.group`` for the
+group rule. Everywhere else they return DECLINED at once.
+
+Handlers: ``authenhandler`` (check_user_id), ``authzhandler`` (auth_checker: the group rule,
+DECLINED when it passes so Apache's own Require lines still apply) and ``accesshandler``
+(access_checker: nothing to do yet, so it declines at once).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mod_python import apache
+
+from authn.authenticator import authenticator_for
+from authn.logtext import quote
+from authn.settings import ACTIVATE_AUTHN, ACTIVATE_AUTHZ
+from authn.verdict import ConfigError, SourceUnavailable, Verdict
+
+_VERDICT_ATTR = "authn_verdict"
+
+
+class _ApacheLogHandler(logging.Handler):
+    """Sends the core's log records (file warnings...) to Apache's main error log."""
+
+    _LEVELS = {
+        logging.DEBUG: apache.APLOG_DEBUG,
+        logging.INFO: apache.APLOG_INFO,
+        logging.WARNING: apache.APLOG_WARNING,
+        logging.ERROR: apache.APLOG_ERR,
+        logging.CRITICAL: apache.APLOG_CRIT,
+    }
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            apache.log_error(self.format(record), self._LEVELS.get(record.levelno, apache.APLOG_ERR))
+        except Exception:  # noqa: BLE001 - logging must never break a request
+            self.handleError(record)
+
+
+def _install_log_bridge() -> None:
+    logger = logging.getLogger("authn")
+    if not any(isinstance(h, _ApacheLogHandler) for h in logger.handlers):
+        logger.addHandler(_ApacheLogHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+_install_log_bridge()
+
+
+def _client(req: Any) -> str:
+    return str(getattr(req, "useragent_ip", None) or req.connection.client_ip)
+
+
+def _log_denial(req: Any, user: str, source: str, reason: str) -> None:
+    req.log_error(
+        f"authn: denied user={quote(user)} client={_client(req)} source={source} "
+        f"reason={quote(reason)} uri={quote(req.uri)}",
+        apache.APLOG_ERR,
+    )
+
+
+def _config_error(req: Any, exc: ConfigError) -> int:
+    req.log_error(f"authn: configuration error: {exc}", apache.APLOG_ERR)
+    return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+
+
+def authenhandler(req: Any) -> int:
+    """PythonAuthenHandler: check the Basic credentials against the configured sources."""
+    options = req.get_options()
+    if ACTIVATE_AUTHN not in options:
+        return int(apache.DECLINED)
+    try:
+        authenticator = authenticator_for(options)
+    except ConfigError as exc:
+        return _config_error(req, exc)
+    password = req.get_basic_auth_pw()
+    user = req.user
+    if password is None or user is None:
+        return int(apache.HTTP_UNAUTHORIZED)
+    try:
+        verdict = authenticator.authenticate(user, password.encode("latin-1"))
+    except SourceUnavailable as exc:
+        req.log_error(
+            f"authn: source={exc.source} unavailable, answering 500: {exc} "
+            f"(user={quote(user)} client={_client(req)})",
+            apache.APLOG_ERR,
+        )
+        return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+    if verdict.granted:
+        setattr(req, _VERDICT_ATTR, verdict)
+        return int(apache.OK)
+    _log_denial(req, user, verdict.source, verdict.reason)
+    return int(apache.HTTP_UNAUTHORIZED)
+
+
+def authzhandler(req: Any) -> int:
+    """PythonAuthzHandler: the ``authn.require.group`` rule; DECLINED when it passes."""
+    options = req.get_options()
+    if ACTIVATE_AUTHZ not in options:
+        return int(apache.DECLINED)
+    try:
+        authenticator = authenticator_for(options)
+    except ConfigError as exc:
+        return _config_error(req, exc)
+    user = req.user
+    if not user:
+        return int(apache.HTTP_UNAUTHORIZED)
+    verdict: Verdict | None = getattr(req, _VERDICT_ATTR, None)
+    try:
+        allowed = authenticator.authorize(user, verdict)
+    except SourceUnavailable as exc:
+        req.log_error(
+            f"authn: source={exc.source} unavailable, answering 500: {exc} "
+            f"(user={quote(user)} client={_client(req)})",
+            apache.APLOG_ERR,
+        )
+        return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+    if allowed:
+        return int(apache.DECLINED)
+    _log_denial(req, user, "groups", "not in a required group")
+    return int(apache.HTTP_UNAUTHORIZED)
+
+
+def accesshandler(req: Any) -> int:
+    """PythonAccessHandler: no access rule yet; declines without any work."""
+    return int(apache.DECLINED)

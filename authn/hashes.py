@@ -1,0 +1,191 @@
+"""Password hashes as Apache stores them in htpasswd-format files.
+
+The contract is Apache's own ``apr_password_validate()`` on Unix, so that whatever native
+mod_authn_file grants for a given file, we grant, and nothing more:
+
+* ``$2y$``, ``$2a$``, ``$2b$``: bcrypt. Like Apache, only the first 72 bytes of the password
+  count (the ``bcrypt`` package refuses longer input, so we cut it ourselves).
+* ``$apr1$``: Apache's MD5 variant, through passlib.
+* ``{SHA}``: base64 of SHA-1.
+* anything else goes to the system's ``crypt(3)`` (libxcrypt on Debian), exactly as Apache
+  does: SHA-256/512 crypt (``$5$``, ``$6$``), MD5 crypt (``$1$``), yescrypt (``$y$``),
+  traditional DES crypt. A plaintext "hash" never matches, because crypt() of any password
+  never yields the plaintext back.
+
+Passwords are ``bytes`` (exactly what the client sent); hashes are ``str``. Nothing here
+raises on bad input: a malformed hash simply never matches.
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import ctypes.util
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+import bcrypt
+from passlib.hash import apr_md5_crypt
+
+BCRYPT_MAX_BYTES = 72
+_BCRYPT_RE = re.compile(r"^\$(2[aby])\$(\d\d)\$[./A-Za-z0-9]{53}$")
+_CRYPT64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_SHA_PREFIX = "{SHA}"
+
+
+@dataclass(frozen=True, slots=True)
+class HashInfo:
+    """What a stored hash says about itself: its scheme and its cost (rounds), if any."""
+
+    scheme: str
+    cost: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.scheme if self.cost is None else f"{self.scheme} (cost {self.cost})"
+
+
+def identify(stored: str) -> HashInfo:
+    """Name the scheme of a stored hash, as Apache would route it."""
+    if stored.startswith(("$2y$", "$2a$", "$2b$")):
+        m = _BCRYPT_RE.match(stored)
+        return HashInfo("bcrypt", int(m.group(2)) if m else None)
+    if stored.startswith("$apr1$"):
+        return HashInfo("apr1")
+    if stored.startswith(_SHA_PREFIX):
+        return HashInfo("sha1")
+    for prefix, name, default_rounds in (
+        ("$5$", "sha256-crypt", 5000),
+        ("$6$", "sha512-crypt", 5000),
+    ):
+        if stored.startswith(prefix):
+            m = re.match(r"^\$[56]\$rounds=(\d+)\$", stored)
+            return HashInfo(name, int(m.group(1)) if m else default_rounds)
+    if stored.startswith("$1$"):
+        return HashInfo("md5-crypt")
+    if stored.startswith("$y$"):
+        return HashInfo("yescrypt")
+    if re.fullmatch(r"[./A-Za-z0-9]{13}", stored):
+        return HashInfo("crypt")
+    if stored.startswith("$"):
+        return HashInfo("crypt-other")
+    return HashInfo("plaintext")
+
+
+# --- the system crypt(3), called the way Apache calls it --------------------------------------
+
+_libcrypt = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1", use_errno=True)
+_crypt_rn = _libcrypt.crypt_rn
+_crypt_rn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
+_crypt_rn.restype = ctypes.c_char_p
+_CRYPT_DATA_SIZE = 32768  # sizeof(struct crypt_data) in libxcrypt
+
+
+def system_crypt(password: bytes, setting: str) -> str | None:
+    """crypt(3) through libxcrypt's reentrant ``crypt_rn``; None when it refuses.
+
+    ctypes drops the GIL for the call, so other threads run while a slow hash is computed.
+    """
+    if b"\0" in password:
+        return None
+    try:
+        setting_bytes = setting.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    data = ctypes.create_string_buffer(_CRYPT_DATA_SIZE)
+    result: bytes | None = _crypt_rn(password, setting_bytes, data, _CRYPT_DATA_SIZE)
+    if not result or result.startswith(b"*"):
+        return None
+    return result.decode("ascii", "replace")
+
+
+# --- verification -----------------------------------------------------------------------------
+
+
+def verify(password: bytes, stored: str) -> bool:
+    """True when ``password`` matches ``stored`` by Apache's rules; never raises."""
+    if not password or not stored or b"\0" in password:
+        return False
+    if stored.startswith(("$2y$", "$2a$", "$2b$")):
+        try:
+            return bcrypt.checkpw(password[:BCRYPT_MAX_BYTES], stored.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            return False
+    if stored.startswith("$apr1$"):
+        try:
+            return bool(apr_md5_crypt.verify(password, stored))
+        except (ValueError, TypeError):
+            return False
+    if stored.startswith(_SHA_PREFIX):
+        sample = _SHA_PREFIX + base64.b64encode(hashlib.sha1(password).digest()).decode()  # noqa: S324 - Apache's {SHA} format
+        return hmac.compare_digest(sample.encode(), stored.encode("latin-1"))
+    sample_crypt = system_crypt(password, stored)
+    if sample_crypt is None:
+        return False
+    return hmac.compare_digest(sample_crypt.encode("latin-1"), stored.encode("latin-1"))
+
+
+def dummy_like(stored: str) -> str:
+    """A hash of the same scheme and cost as ``stored`` that no password matches.
+
+    Checking a password against it costs what checking against ``stored`` costs, so an
+    unknown user takes as long as a wrong password. The settings part (scheme, cost, salt)
+    is kept and the digest part is replaced by random characters of the same alphabet.
+    """
+    info = identify(stored)
+    if info.scheme == "bcrypt" and info.cost is not None:
+        return stored[:29] + "".join(secrets.choice(_CRYPT64) for _ in range(31))
+    if info.scheme == "sha1":
+        return _SHA_PREFIX + base64.b64encode(secrets.token_bytes(20)).decode()
+    if info.scheme == "crypt":
+        return stored[:2] + "".join(secrets.choice(_CRYPT64) for _ in range(11))
+    if stored.startswith("$") and stored.count("$") >= 3:
+        head, _, digest = stored.rpartition("$")
+        return head + "$" + "".join(secrets.choice(_CRYPT64) for _ in range(len(digest)))
+    # Plaintext and unknown formats are refused without any work; so are their dummies.
+    return "!"
+
+
+# --- making hashes (for the CLI) --------------------------------------------------------------
+
+
+def _salt(n: int) -> str:
+    return "".join(secrets.choice(_CRYPT64) for _ in range(n))
+
+
+def make_hash(password: bytes, scheme: str, cost: int | None = None) -> str:
+    """Hash ``password`` the way ``htpasswd`` writes it.
+
+    ``scheme`` is one of ``bcrypt`` (written as ``$2y$``, cost 4-17 like htpasswd -C, or up
+    to 31), ``apr1``, ``sha256-crypt``, ``sha512-crypt`` (``cost`` is the rounds, written
+    only when given, like htpasswd -r), ``sha1`` or ``crypt``. Raises ValueError for an
+    unknown scheme or a cost out of range.
+    """
+    if scheme == "bcrypt":
+        rounds = 5 if cost is None else cost
+        if not 4 <= rounds <= 31:
+            raise ValueError(f"bcrypt cost must be 4 to 31, not {rounds}")
+        hashed = bcrypt.hashpw(password[:BCRYPT_MAX_BYTES], bcrypt.gensalt(rounds))
+        return "$2y$" + hashed.decode("ascii")[4:]
+    if scheme == "apr1":
+        return str(apr_md5_crypt.hash(password))
+    if scheme in ("sha256-crypt", "sha512-crypt"):
+        prefix = "$5$" if scheme == "sha256-crypt" else "$6$"
+        if cost is not None and not 1000 <= cost <= 999_999_999:
+            raise ValueError(f"rounds must be 1000 to 999999999, not {cost}")
+        setting = prefix + (f"rounds={cost}$" if cost is not None else "") + _salt(16)
+        result = system_crypt(password, setting)
+        if result is None:
+            raise ValueError("the system crypt() refused this password")
+        return result
+    if scheme == "sha1":
+        return _SHA_PREFIX + base64.b64encode(hashlib.sha1(password).digest()).decode()  # noqa: S324
+    if scheme == "crypt":
+        result = system_crypt(password[:8], _salt(2))
+        if result is None:
+            raise ValueError("the system crypt() refused this password")
+        return result
+    raise ValueError(f"unknown scheme {scheme!r}")

@@ -1,0 +1,228 @@
+"""A throwaway Apache httpd, started unprivileged from a generated config in a scratch folder.
+
+Used by the tests, ``make demo`` and the benchmark, so that all three run the shipped
+``conf/`` snippets exactly as an admin would.
+
+* Modules are loaded from Debian's ``mods-available/*.load`` files in alphabetical order, as
+  Debian's stock ``apache2.conf`` does with ``mods-enabled/*.load``: ``auth_basic`` comes
+  before ``python`` (the default situation on a Debian server).
+* Apache is started with a clean environment, as ``apache2ctl`` does: a foreign Python on
+  ``PATH`` or ``PYTHONHOME`` would make mod_python's embedded interpreter fail.
+* The port is free when chosen; readiness is a poll that notices a server that died.
+* ``stop()`` is SIGTERM then wait; ``error_log()`` is there to attach to a failing test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CONF_DIR = REPO / "conf"
+MODS_AVAILABLE = Path("/etc/apache2/mods-available")
+APACHE_BIN = shutil.which("apache2", path="/usr/sbin:/usr/bin") or "/usr/sbin/apache2"
+CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+
+BASE_MODULES = (
+    "alias", "auth_basic", "authn_core", "authn_file", "authz_core", "authz_groupfile",
+    "authz_host", "authz_user", "dir", "env", "headers", "mime", "python", "setenvif",
+)  # fmt: skip
+
+
+def site_packages() -> str:
+    """The site-packages of the venv running us (made from /usr/bin/python3)."""
+    return sysconfig.get_paths()["purelib"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def apache_available() -> str | None:
+    """None when Apache and mod_python are installed; else what is missing."""
+    if not os.path.exists(APACHE_BIN):
+        return "apache2 is not installed (apt-get install apache2)"
+    if not (MODS_AVAILABLE / "python.load").exists():
+        return "mod_python is not installed (apt-get install libapache2-mod-python)"
+    return None
+
+
+def run_user() -> tuple[str, str]:
+    """The User/Group Apache switches to: www-data when we are root, else ourselves."""
+    if os.geteuid() == 0:
+        return "www-data", "www-data"
+    name = pwd.getpwuid(os.geteuid()).pw_name
+    return name, f"#{os.getegid()}"
+
+
+def make_readable(path: Path) -> None:
+    """Let the Apache run user reach ``path`` (scratch folders are 0700 by default)."""
+    for p in [path, *path.parents]:
+        if str(p) in ("/", "/tmp"):
+            break
+        mode = p.stat().st_mode
+        p.chmod(mode | 0o055 if p.is_dir() else mode | 0o044)
+
+
+class Apache:
+    """One Apache instance; ``body`` is the site part of the config (Directory blocks...)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        body: str,
+        *,
+        mpm: str = "prefork",
+        modules: tuple[str, ...] = (),
+        port: int | None = None,
+        defines: dict[str, str] | None = None,
+        server_conf: str = "",
+        log_level: str = "warn",
+    ) -> None:
+        self.workdir = workdir
+        self.mpm = mpm
+        self.port = port or free_port()
+        self.body = body
+        self.modules = tuple(sorted({*BASE_MODULES, *modules, f"mpm_{mpm}"}))
+        self.defines = {"AUTHN_SITE_PACKAGES": site_packages(), "AUTHN_CONF": str(CONF_DIR)}
+        self.defines.update(defines or {})
+        self.server_conf = server_conf
+        self.log_level = log_level
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def error_log_path(self) -> Path:
+        return self.workdir / "logs" / "error.log"
+
+    def config_text(self) -> str:
+        user, group = run_user()
+        lines = [f'Define {k} "{v}"' for k, v in self.defines.items()]
+        lines += [
+            f'ServerRoot "{self.workdir}"',
+            f'DefaultRuntimeDir "{self.workdir}/run"',
+            f'PidFile "{self.workdir}/run/httpd.pid"',
+            f"Listen 127.0.0.1:{self.port}",
+            "ServerName 127.0.0.1",
+            f"User {user}",
+            f"Group {group}",
+        ]
+        for mod in self.modules:  # alphabetical, like Debian's mods-enabled/*.load
+            lines.append(f'Include "{MODS_AVAILABLE / (mod + ".load")}"')
+        for mod in self.modules:
+            conf = MODS_AVAILABLE / f"{mod}.conf"
+            if conf.exists() and mod not in ("mpm_prefork", "mpm_event", "mpm_worker"):
+                lines.append(f'Include "{conf}"')
+        if self.mpm == "prefork":
+            lines += ["StartServers 2", "MinSpareServers 2", "MaxSpareServers 10"]
+        else:
+            lines += ["StartServers 1", "ThreadsPerChild 16", "MinSpareThreads 8"]
+        lines += [
+            f'ErrorLog "{self.error_log_path}"',
+            f"LogLevel {self.log_level}",
+            'LogFormat "%h %u %t \\"%r\\" %>s %b" common',
+            f'CustomLog "{self.workdir}/logs/access.log" common',
+            "TypesConfig /etc/mime.types",
+            "HostnameLookups Off",
+            "PythonDebug Off",
+            '<Directory "/">',
+            "    AllowOverride None",
+            "    Require all denied",
+            "</Directory>",
+            self.server_conf,
+            self.body,
+        ]
+        return "\n".join(lines) + "\n"
+
+    def write_config(self) -> Path:
+        for sub in ("logs", "run"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        path = self.workdir / "httpd.conf"
+        path.write_text(self.config_text())
+        return path
+
+    def configtest(self) -> subprocess.CompletedProcess[str]:
+        conf = self.write_config()
+        return subprocess.run(
+            [APACHE_BIN, "-f", str(conf), "-t"], env=CLEAN_ENV, capture_output=True, text=True
+        )
+
+    def start(self, timeout: float = 20.0) -> Apache:
+        conf = self.write_config()
+        make_readable(self.workdir)
+        self.proc = subprocess.Popen(
+            [APACHE_BIN, "-f", str(conf), "-DFOREGROUND"],
+            env=CLEAN_ENV,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
+                raise RuntimeError(f"apache2 exited with {self.proc.returncode}:\n{out}\n{self.error_log()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"apache2 did not listen on {self.port} within {timeout}s\n{self.error_log()}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def graceful(self) -> None:
+        """Graceful restart (re-reads the config, new children)."""
+        assert self.proc is not None
+        self.write_config()
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+
+    def error_log(self) -> str:
+        try:
+            return self.error_log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def error_log_since(self, offset: int) -> str:
+        with open(self.error_log_path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+
+    def error_log_size(self) -> int:
+        try:
+            return self.error_log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def __enter__(self) -> Apache:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover - manual debugging aid
+    print(Apache(Path(sys.argv[1]), "").config_text())
