@@ -54,9 +54,7 @@ class Authenticator:
         SourceUnavailable when a source that had to be asked cannot answer.
         """
         if not password:
-            return Verdict.denied(
-                user, self.sources[0].name if self.sources else "-", "empty password"
-            )
+            return Verdict.denied(user, self.sources[0].name if self.sources else "-", "empty password")
         verdict = Verdict.unknown(user, self.sources[-1].name if self.sources else "-")
         for source in self.sources:
             verdict = source.check(user, password)

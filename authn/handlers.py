@@ -21,7 +21,7 @@ DECLINED when it passes so Apache's own Require lines still apply) and ``accessh
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from mod_python import apache
 
@@ -36,7 +36,7 @@ _VERDICT_ATTR = "authn_verdict"
 class _ApacheLogHandler(logging.Handler):
     """Sends the core's log records (file warnings...) to Apache's main error log."""
 
-    _LEVELS = {
+    _LEVELS: ClassVar[dict[int, int]] = {
         logging.DEBUG: apache.APLOG_DEBUG,
         logging.INFO: apache.APLOG_INFO,
         logging.WARNING: apache.APLOG_WARNING,
@@ -47,7 +47,7 @@ class _ApacheLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             apache.log_error(self.format(record), self._LEVELS.get(record.levelno, apache.APLOG_ERR))
-        except Exception:  # noqa: BLE001 - logging must never break a request
+        except Exception:
             self.handleError(record)
 
 
@@ -133,6 +133,10 @@ def authzhandler(req: Any) -> int:
     if allowed:
         return int(apache.DECLINED)
     _log_denial(req, user, "groups", "not in a required group")
+    # As mod_authz_core does, answer 401 with a fresh challenge so another user can log in
+    # (mod_python adds the challenge for the authen phase only).
+    realm = (req.auth_name() or "").replace("\\", "\\\\").replace('"', '\\"')
+    req.err_headers_out["WWW-Authenticate"] = f'Basic realm="{realm}"'
     return int(apache.HTTP_UNAUTHORIZED)
 
 

@@ -46,9 +46,7 @@ def _sources(value: str) -> tuple[str, ...]:
         raise ValueError(f"give one or more of: {', '.join(KNOWN_SOURCES)}")
     for name in names:
         if name not in KNOWN_SOURCES:
-            raise ValueError(
-                f"{name!r} is not a source; use one or more of: {', '.join(KNOWN_SOURCES)}"
-            )
+            raise ValueError(f"{name!r} is not a source; use one or more of: {', '.join(KNOWN_SOURCES)}")
     if len(set(names)) != len(names):
         raise ValueError("a source is named twice")
     return names
@@ -63,9 +61,7 @@ def _absolute_path(value: str) -> str:
 def _group_names(value: str) -> tuple[str, ...]:
     names = tuple(name for name in split_words(value) if name)
     if not names:
-        raise ValueError(
-            "give one or more group names; quote a name with spaces: \"admins 'web team'\""
-        )
+        raise ValueError("give one or more group names; quote a name with spaces: \"admins 'web team'\"")
     return names
 
 
@@ -80,9 +76,7 @@ class Option:
 OPTIONS: dict[str, Option] = {
     option.key: option
     for option in (
-        Option(
-            "authn.source", "sources", _sources, "credential sources tried in order: file (default)"
-        ),
+        Option("authn.source", "sources", _sources, "credential sources tried in order: file (default)"),
         Option(
             "authn.file",
             "password_file",
@@ -114,11 +108,7 @@ def parse_settings(options: Iterable[tuple[str, str]]) -> Settings:
         option = OPTIONS.get(key)
         if option is None:
             close = difflib.get_close_matches(key, OPTIONS, n=1)
-            hint = (
-                f"; did you mean {close[0]}?"
-                if close
-                else f"; known keys: {', '.join(sorted(OPTIONS))}"
-            )
+            hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(sorted(OPTIONS))}"
             raise ConfigError(key, f"unknown option{hint}")
         try:
             values[option.field] = option.parse(value)

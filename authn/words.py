@@ -34,11 +34,7 @@ def split_words(line: str) -> list[str]:
                 break
             if not quote and ch in _SPACE:
                 break
-            if (
-                ch == "\\"
-                and i + 1 < n
-                and (line[i + 1] == "\\" or (quote and line[i + 1] == quote))
-            ):
+            if ch == "\\" and i + 1 < n and (line[i + 1] == "\\" or (quote and line[i + 1] == quote)):
                 i += 1
                 ch = line[i]
             out.append(ch)

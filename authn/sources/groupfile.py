@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from authn.watchedfile import WatchedFile
+from authn.watchedfile import CHECK_INTERVAL, WatchedFile
 from authn.words import split_words
 
 log = logging.getLogger("authn")
@@ -40,7 +40,7 @@ def parse_group_file(data: bytes, path: str = "<group file>") -> GroupTable:
 class GroupFile:
     """The groups of each user, from an AuthGroupFile-format file kept warm in memory."""
 
-    def __init__(self, path: str, *, interval: float = 1.0) -> None:
+    def __init__(self, path: str, *, interval: float = CHECK_INTERVAL) -> None:
         self.path = path
         self._file = WatchedFile(
             path, parse_group_file, what="group file", source="groupfile", interval=interval

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from authn import hashes
 from authn.verdict import Verdict
-from authn.watchedfile import Generation, WatchedFile
+from authn.watchedfile import CHECK_INTERVAL, Generation, WatchedFile
 
 log = logging.getLogger("authn")
 
@@ -73,9 +73,7 @@ def parse_password_file(data: bytes, path: str = "<password file>") -> PasswordT
             problem = f"user {user!r} has an empty hash and can never log in"
         elif user in table:
             problem = f"user {user!r} appears again; the first line wins, this one is ignored"
-        elif hashes.identify(stored).scheme == "plaintext" and not stored.startswith(
-            DISABLED_PREFIX
-        ):
+        elif hashes.identify(stored).scheme == "plaintext" and not stored.startswith(DISABLED_PREFIX):
             problem = (
                 f"user {user!r} has a plaintext password, which Apache on Unix never accepts; "
                 "set a hash with 'authn passwd'"
@@ -107,7 +105,7 @@ def _dummy_for(stored_hashes: Iterable[str]) -> str:
 class PasswordFile:
     """Credential source backed by an htpasswd-format file (see the module docstring)."""
 
-    def __init__(self, path: str, *, name: str = "file", interval: float = 1.0) -> None:
+    def __init__(self, path: str, *, name: str = "file", interval: float = CHECK_INTERVAL) -> None:
         self.name = name
         self.path = path
         self._file = WatchedFile(

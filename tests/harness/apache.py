@@ -95,7 +95,13 @@ class Apache:
         self.port = port or free_port()
         self.body = body
         self.modules = tuple(sorted({*BASE_MODULES, *modules, f"mpm_{mpm}"}))
-        self.defines = {"AUTHN_SITE_PACKAGES": site_packages(), "AUTHN_CONF": str(CONF_DIR)}
+        self.defines = {
+            "AUTHN_SITE_PACKAGES": site_packages(),
+            # Debian's mods-available/*.conf refer to these (cgid's ScriptSock, for one)
+            "APACHE_RUN_DIR": f"{workdir}/run",
+            "APACHE_LOCK_DIR": f"{workdir}/run",
+            "APACHE_LOG_DIR": f"{workdir}/logs",
+        }
         self.defines.update(defines or {})
         self.server_conf = server_conf
         self.log_level = log_level
@@ -130,7 +136,14 @@ class Apache:
         if self.mpm == "prefork":
             lines += ["StartServers 2", "MinSpareServers 2", "MaxSpareServers 10"]
         else:
-            lines += ["StartServers 1", "ThreadsPerChild 16", "MinSpareThreads 8"]
+            lines += [
+                "StartServers 1",
+                "ServerLimit 4",
+                "ThreadsPerChild 16",
+                "MaxRequestWorkers 64",
+                "MinSpareThreads 8",
+                "MaxSpareThreads 32",
+            ]
         lines += [
             f'ErrorLog "{self.error_log_path}"',
             f"LogLevel {self.log_level}",
@@ -149,7 +162,7 @@ class Apache:
         return "\n".join(lines) + "\n"
 
     def write_config(self) -> Path:
-        for sub in ("logs", "run"):
+        for sub in ("logs", "run", "run/socks"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         path = self.workdir / "httpd.conf"
         path.write_text(self.config_text())
@@ -164,19 +177,25 @@ class Apache:
     def start(self, timeout: float = 20.0) -> Apache:
         conf = self.write_config()
         make_readable(self.workdir)
-        self.proc = subprocess.Popen(
-            [APACHE_BIN, "-f", str(conf), "-DFOREGROUND"],
-            env=CLEAN_ENV,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        out_path = self.workdir / "logs" / "stdout.log"
+        with open(out_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [APACHE_BIN, "-f", str(conf), "-DFOREGROUND"],
+                env=CLEAN_ENV,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a terminal's Ctrl-C reaches us; we stop Apache in order
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                out = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
+                out = out_path.read_text(errors="replace")
                 raise RuntimeError(f"apache2 exited with {self.proc.returncode}:\n{out}\n{self.error_log()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
                 return self
             time.sleep(0.05)
         self.stop()

@@ -1,0 +1,76 @@
+"""A tiny HTTP client on raw sockets: it sends exactly the bytes a test asks for, including
+headers no well-behaved client library would send (NUL, CR, LF, 8 KB names, non-UTF-8)."""
+
+from __future__ import annotations
+
+import base64
+import socket
+from dataclasses import dataclass
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+def basic(user: bytes | str, password: bytes | str) -> bytes:
+    """The value of a Basic Authorization header for raw user and password bytes."""
+    u = user.encode() if isinstance(user, str) else user
+    p = password.encode() if isinstance(password, str) else password
+    return b"Basic " + base64.b64encode(u + b":" + p)
+
+
+def request(
+    port: int,
+    path: str,
+    *,
+    method: str = "GET",
+    auth: bytes | None = None,
+    headers: dict[str, bytes | str] | None = None,
+    timeout: float = 30.0,
+) -> Response:
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close"]
+    if auth is not None:
+        lines.append(b"Authorization: " + auth)
+    for name, value in (headers or {}).items():
+        lines.append(name.encode() + b": " + (value.encode() if isinstance(value, str) else value))
+    raw = b"\r\n".join(lines) + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout) as sock:
+        sock.sendall(raw)
+        chunks = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return parse_response(b"".join(chunks), method)
+
+
+def parse_response(data: bytes, method: str = "GET") -> Response:
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    status = int(status_line.split()[1])
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _dechunk(body)
+    return Response(status, headers, body)
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return out

@@ -1,0 +1,38 @@
+"""Group files and the authenticator's rules (empty password, source order, group rule)."""
+
+from pathlib import Path
+
+from authn import hashes
+from authn.authenticator import Authenticator
+from authn.settings import parse_settings
+from authn.sources.groupfile import parse_group_file
+from authn.verdict import Outcome
+
+
+def test_group_file_rules() -> None:
+    table = parse_group_file(b"# c\nadmins: alice bob\nweb team: carol 'dan d'\nadmins: erin\nbad line\n")
+    assert table["alice"] == {"admins"}
+    assert table["carol"] == {"web team"}
+    assert table["dan d"] == {"web team"}
+    assert table["erin"] == {"admins"}
+
+
+def make(tmp_path: Path, **extra: str) -> Authenticator:
+    users = tmp_path / "users"
+    users.write_text(f"alice:{hashes.make_hash(b'pw', 'apr1')}\nbob:{hashes.make_hash(b'pw', 'apr1')}\n")
+    groups = tmp_path / "groups"
+    groups.write_text("web team: alice\n")
+    options = [("authn.file", str(users)), ("authn.groupfile", str(groups)), *extra.items()]
+    return Authenticator(parse_settings(options))
+
+
+def test_empty_password_is_refused_before_any_source(tmp_path: Path) -> None:
+    verdict = make(tmp_path).authenticate("alice", b"")
+    assert verdict.outcome is Outcome.DENIED and verdict.reason == "empty password"
+
+
+def test_group_rule(tmp_path: Path) -> None:
+    auth = make(tmp_path, **{"authn.require.group": "admins 'web team'"})
+    assert auth.authorize("alice")
+    assert not auth.authorize("bob")
+    assert make(tmp_path).authorize("bob")  # no rule, no refusal
