@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from mod_python import apache
 
-from authn.authenticator import authenticator_for
+from authn.authenticator import Authenticator, authenticator_for
 from authn.logtext import quote
 from authn.settings import ACTIVATE_AUTHN, ACTIVATE_AUTHZ
 from authn.verdict import ConfigError, SourceUnavailable, Verdict
@@ -74,20 +74,33 @@ def _log_denial(req: Any, user: str, source: str, reason: str) -> None:
     )
 
 
-def _config_error(req: Any, exc: ConfigError) -> int:
-    req.log_error(f"authn: configuration error: {exc}", apache.APLOG_ERR)
+def _authenticator_or_status(req: Any, switch: str) -> Authenticator | int:
+    """The location's Authenticator, or the status to answer: DECLINED where the ``switch``
+    option is not set (not our location), 500 with a log line for a bad option."""
+    options = req.get_options()
+    if switch not in options:
+        return int(apache.DECLINED)
+    try:
+        return authenticator_for(options)
+    except ConfigError as exc:
+        req.log_error(f"authn: configuration error: {exc}", apache.APLOG_ERR)
+        return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+
+
+def _unavailable(req: Any, user: str, exc: SourceUnavailable) -> int:
+    req.log_error(
+        f"authn: source={exc.source} unavailable, answering 500: {exc} "
+        f"(user={quote(user)} client={_client(req)})",
+        apache.APLOG_ERR,
+    )
     return int(apache.HTTP_INTERNAL_SERVER_ERROR)
 
 
 def authenhandler(req: Any) -> int:
     """PythonAuthenHandler: check the Basic credentials against the configured sources."""
-    options = req.get_options()
-    if ACTIVATE_AUTHN not in options:
-        return int(apache.DECLINED)
-    try:
-        authenticator = authenticator_for(options)
-    except ConfigError as exc:
-        return _config_error(req, exc)
+    authenticator = _authenticator_or_status(req, ACTIVATE_AUTHN)
+    if isinstance(authenticator, int):
+        return authenticator
     password = req.get_basic_auth_pw()
     user = req.user
     if password is None or user is None:
@@ -95,12 +108,7 @@ def authenhandler(req: Any) -> int:
     try:
         verdict = authenticator.authenticate(user, password.encode("latin-1"))
     except SourceUnavailable as exc:
-        req.log_error(
-            f"authn: source={exc.source} unavailable, answering 500: {exc} "
-            f"(user={quote(user)} client={_client(req)})",
-            apache.APLOG_ERR,
-        )
-        return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+        return _unavailable(req, user, exc)
     if verdict.granted:
         setattr(req, _VERDICT_ATTR, verdict)
         return int(apache.OK)
@@ -110,13 +118,9 @@ def authenhandler(req: Any) -> int:
 
 def authzhandler(req: Any) -> int:
     """PythonAuthzHandler: the ``authn.require.group`` rule; DECLINED when it passes."""
-    options = req.get_options()
-    if ACTIVATE_AUTHZ not in options:
-        return int(apache.DECLINED)
-    try:
-        authenticator = authenticator_for(options)
-    except ConfigError as exc:
-        return _config_error(req, exc)
+    authenticator = _authenticator_or_status(req, ACTIVATE_AUTHZ)
+    if isinstance(authenticator, int):
+        return authenticator
     user = req.user
     if not user:
         return int(apache.HTTP_UNAUTHORIZED)
@@ -124,12 +128,7 @@ def authzhandler(req: Any) -> int:
     try:
         allowed = authenticator.authorize(user, verdict)
     except SourceUnavailable as exc:
-        req.log_error(
-            f"authn: source={exc.source} unavailable, answering 500: {exc} "
-            f"(user={quote(user)} client={_client(req)})",
-            apache.APLOG_ERR,
-        )
-        return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+        return _unavailable(req, user, exc)
     if allowed:
         return int(apache.DECLINED)
     _log_denial(req, user, "groups", "not in a required group")

@@ -83,7 +83,7 @@ def test_remote_user_and_auth_type_reach_php_and_cgi(site: Site) -> None:
     r = request(site.port, "/dir/env.cgi", auth=auth)
     assert r.status == 200 and b"REMOTE_USER=bob AUTH_TYPE=Basic" in r.body
     if site.mpm == "prefork":
-        for path in ("/dir/env.php", "/loc/env.php"):
+        for path in ("/dir/env.php", "/loc/env.php", "/ht/env.php"):
             r = request(site.port, path, auth=auth)
             assert r.status == 200 and r.body == b"REMOTE_USER=bob AUTH_TYPE=Basic\n", path
     r = request(site.port, "/dir/env.cgi", auth=basic("jörg", "pässwörd"))
