@@ -112,3 +112,33 @@ def test_demo_command_serves_what_it_prints(scratch: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_handler_inside_location_breaks_files(scratch: Path, start_apache: Callable[..., Apache]) -> None:
+    """APACHE-NOTES #9, the reason our handlers stand at server level: a Python*Handler
+    directive inside <Location> makes mod_python skip mapping the URL to a file (404), while
+    the same <Location> holding only options, with the handlers at server level (our recipe),
+    serves files: that is tested in test_file_source.py. (An Alias maps the file before
+    mod_python's hook runs, so only URLs mapped through DocumentRoot fall into the trap.)"""
+    users = scratch / "users"
+    users.write_text(f"alice:{hashes.make_hash(b'pw', 'apr1')}\n")
+    (scratch / "www" / "trap").mkdir(parents=True)
+    (scratch / "www" / "trap" / "f.txt").write_text("file\n")
+    block = f"""    Include "{CONF_DIR}/authn-basic.conf"
+    PythonOption authn.file "{users}"
+    Require valid-user
+"""
+    body = f"""
+PythonPath "['${{AUTHN_SITE_PACKAGES}}'] + sys.path"
+PythonInterpreter main_interpreter
+DocumentRoot "{scratch}/www"
+<Directory "{scratch}/www">
+    Require all granted
+</Directory>
+<Location /trap>
+{block}    PythonAuthenHandler authn.handlers
+</Location>
+"""
+    server = start_apache(body)
+    assert request(server.port, "/trap/f.txt", auth=basic("alice", "pw")).status == 404
+    assert request(server.port, "/trap/f.txt").status == 401  # the handler itself runs
