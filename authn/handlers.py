@@ -3,10 +3,13 @@
 This is the only module that imports ``mod_python``. It turns ``req`` into plain values,
 asks :mod:`authn.authenticator`, and maps the answer to Apache in one place:
 
-* granted -> ``OK`` (``req.user`` was set by ``get_basic_auth_pw``);
+* granted -> ``OK`` (``req.user`` was set by ``get_basic_auth_pw``, or is the attribute named
+  by ``authn.ldap.remote_user_attribute``); the verdict's attributes go to the environment
+  as ``AUTHENTICATE_<ATTR>``;
 * unknown user, wrong password, empty password, no or malformed credentials -> 401 (mod_python
   then lets mod_auth_basic add the ``WWW-Authenticate`` challenge);
-* a source that cannot answer (file unreadable, directory down) -> 500 with one error-log line;
+* a source that cannot answer (file unreadable, directory down) -> 5xx with one error-log line
+  (the status the source chose: 500, or 503 for a directory that does not answer);
 * a bad option -> 500 with one error-log line naming the option and the fix.
 
 The handlers stand at server level (``conf/authn.conf``) and act only where the location's
@@ -79,6 +82,27 @@ def _config_error(req: Any, exc: ConfigError) -> int:
     return int(apache.HTTP_INTERNAL_SERVER_ERROR)
 
 
+def _unavailable(req: Any, user: str, exc: SourceUnavailable) -> int:
+    req.log_error(
+        f"authn: source={exc.source} unavailable, answering {exc.status}: {exc} "
+        f"(user={quote(user)} client={_client(req)})",
+        apache.APLOG_ERR,
+    )
+    return exc.status
+
+
+def _export(req: Any, verdict: Verdict, remote_user_attr: str | None) -> None:
+    """A granted verdict's attributes as AUTHENTICATE_<ATTR> (as mod_authnz_ldap sets them),
+    and REMOTE_USER from ``remote_user_attr`` when that is set and the entry has it."""
+    for name, values in verdict.attrs.items():
+        if values:
+            req.subprocess_env["AUTHENTICATE_" + name.upper()] = values[0]
+    if remote_user_attr:
+        values = verdict.attrs.get(remote_user_attr, ())
+        if values:
+            req.user = values[0]
+
+
 def authenhandler(req: Any) -> int:
     """PythonAuthenHandler: check the Basic credentials against the configured sources."""
     options = req.get_options()
@@ -95,14 +119,10 @@ def authenhandler(req: Any) -> int:
     try:
         verdict = authenticator.authenticate(user, password.encode("latin-1"))
     except SourceUnavailable as exc:
-        req.log_error(
-            f"authn: source={exc.source} unavailable, answering 500: {exc} "
-            f"(user={quote(user)} client={_client(req)})",
-            apache.APLOG_ERR,
-        )
-        return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+        return _unavailable(req, user, exc)
     if verdict.granted:
         setattr(req, _VERDICT_ATTR, verdict)
+        _export(req, verdict, authenticator.settings.ldap_remote_user_attribute)
         return int(apache.OK)
     _log_denial(req, user, verdict.source, verdict.reason)
     return int(apache.HTTP_UNAUTHORIZED)
@@ -121,15 +141,12 @@ def authzhandler(req: Any) -> int:
     if not user:
         return int(apache.HTTP_UNAUTHORIZED)
     verdict: Verdict | None = getattr(req, _VERDICT_ATTR, None)
+    if verdict is not None:
+        user = verdict.user  # the login, even when REMOTE_USER comes from an attribute
     try:
         allowed = authenticator.authorize(user, verdict)
     except SourceUnavailable as exc:
-        req.log_error(
-            f"authn: source={exc.source} unavailable, answering 500: {exc} "
-            f"(user={quote(user)} client={_client(req)})",
-            apache.APLOG_ERR,
-        )
-        return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+        return _unavailable(req, user, exc)
     if allowed:
         return int(apache.DECLINED)
     _log_denial(req, user, "groups", "not in a required group")
