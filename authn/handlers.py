@@ -94,13 +94,18 @@ def _unavailable(req: Any, user: str, exc: SourceUnavailable) -> int:
 def _export(req: Any, verdict: Verdict, remote_user_attr: str | None) -> None:
     """A granted verdict's attributes as AUTHENTICATE_<ATTR> (as mod_authnz_ldap sets them),
     and REMOTE_USER from ``remote_user_attr`` when that is set and the entry has it."""
+    # mod_python stores str as Latin-1: pass the UTF-8 bytes through it unchanged
     for name, values in verdict.attrs.items():
         if values:
-            req.subprocess_env["AUTHENTICATE_" + name.upper()] = values[0]
+            req.subprocess_env["AUTHENTICATE_" + name.upper()] = _latin1(values[0])
     if remote_user_attr:
         values = verdict.attrs.get(remote_user_attr, ())
         if values:
-            req.user = values[0]
+            req.user = _latin1(values[0])
+
+
+def _latin1(text: str) -> str:
+    return text.encode("utf-8").decode("latin-1")
 
 
 def authenhandler(req: Any) -> int:

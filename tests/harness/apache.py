@@ -170,6 +170,8 @@ class Apache:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            # prefork's parent SIGTERMs its whole process group on shutdown: not ours
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -184,6 +186,8 @@ class Apache:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(signal.SIGTERM)
