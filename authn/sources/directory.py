@@ -168,6 +168,13 @@ class Directory:
             )
         )
         self._attrlist = list(dict.fromkeys([*config.export_attrs, *_ACCOUNT_ATTRS]))
+        local = all(host in ("127.0.0.1", "::1", "localhost") for host, _ in config.url.hosts)
+        if config.url.scheme == "ldap" and not config.starttls and not local:
+            log.warning(
+                "authn: ldap: passwords are sent to %s in clear text; use an ldaps:// URL or "
+                "authn.ldap.starttls on (Active Directory refuses such binds anyway)",
+                " ".join(config.url.uris),
+            )
 
     # --- the source protocol ---
 
