@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,15 +239,16 @@ class Directory:
             )
             return Verdict.unknown(user, self.name)
         dn, attrs = entries[0]
-        denial = self._bind_as(slot, user, dn, password)
+        denial = self._user_bind(slot, user, lambda conn: conn.simple_bind_s(dn, password))
         if denial is not None:
             return denial
         return self._granted(user, dn, attrs)
 
-    def _bind_as(self, slot: Slot, user: str, dn: str, password: bytes) -> Verdict | None:
-        """Bind ``dn`` on the bind connection: None when accepted, else a denial."""
+    def _user_bind(self, slot: Slot, user: str, op: Callable[[Any], None]) -> Verdict | None:
+        """Run ``op`` (a bind as the user) on the bind connection: None when the directory
+        accepted it, else a denial. Raises SourceUnavailable when TLS is needed."""
         try:
-            slot.user_bind(lambda conn: conn.simple_bind_s(dn, password))
+            slot.user_bind(op)
         except ldap.INVALID_CREDENTIALS as exc:
             return Verdict.denied(user, self.name, bind_failure_reason(exc))
         except _NEEDS_TLS as exc:
@@ -287,19 +288,9 @@ class Directory:
             except (ldap.NO_SUCH_OBJECT, ldap.INSUFFICIENT_ACCESS, ldap.SIZELIMIT_EXCEEDED):
                 pass  # the bind proved the password; attributes are a bonus
 
-        try:
-            slot.user_bind(bind_and_read)
-        except ldap.INVALID_CREDENTIALS as exc:
-            return Verdict.denied(user, self.name, bind_failure_reason(exc))
-        except _NEEDS_TLS as exc:
-            raise self._fault(
-                f"the server refuses simple binds without TLS ({describe(exc)}); use an "
-                "ldaps:// URL or authn.ldap.starttls on"
-            ) from None
-        except DirectoryDown:
-            raise
-        except ldap.LDAPError as exc:
-            return Verdict.denied(user, self.name, f"bind refused: {describe(exc)}")
+        denial = self._user_bind(slot, user, bind_and_read)
+        if denial is not None:
+            return denial
         if len(entry) == 1:
             return self._granted(user, entry[0][0], entry[0][1])
         return self._granted(user, name if "=" in template else "", {})

@@ -109,17 +109,54 @@ def close_quietly(conn: Any) -> None:
         pass
 
 
+class _Connection:
+    """One lazily opened connection that reopens itself once when the server went away."""
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+        self.conn: Any = None
+        self.uri = ""
+
+    def run(self, op: Callable[[Any], T]) -> T:
+        if self.conn is not None:
+            try:
+                return op(self.conn)
+            except CONNECTION_ERRORS:
+                self.close()  # dropped or restarted server: reopen below
+        self.conn, self.uri = self.slot.open_first()
+        try:
+            return op(self.conn)
+        except CONNECTION_ERRORS as exc:
+            uri = self.uri
+            self.close()
+            raise DirectoryDown(f"{uri}: {describe(exc)}") from exc
+
+    def close(self) -> None:
+        if self.conn is not None:
+            close_quietly(self.conn)
+        self.conn = None
+
+
 class Slot:
     """One borrowed pair of connections; see the module docstring."""
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
-        self.service: Any = None
-        self.service_uri = ""
-        self.binder: Any = None
-        self.binder_uri = ""
+        self._service = _Connection(self)
+        self._binder = _Connection(self)
 
-    def _open(self) -> tuple[Any, str]:
+    @property
+    def service(self) -> Any:
+        """The service connection (None until first used)."""
+        return self._service.conn
+
+    @property
+    def binder(self) -> Any:
+        """The connection for users' binds (None until first used)."""
+        return self._binder.conn
+
+    def open_first(self) -> tuple[Any, str]:
+        """A new connection to the first host that answers, and its URI; else DirectoryDown."""
         # Both connections start bound as the service account (or anonymous): the bind
         # makes libldap connect now, so a host that is down is found here and skipped.
         failures = []
@@ -150,44 +187,18 @@ class Slot:
         )
 
     def search(self, op: Callable[[Any], T]) -> T:
-        """Run ``op(service_connection)``, reconnecting once if the connection went away."""
-        if self.service is not None:
-            try:
-                return op(self.service)
-            except CONNECTION_ERRORS:
-                close_quietly(self.service)
-                self.service = None
-        self.service, self.service_uri = self._open()
-        try:
-            return op(self.service)
-        except CONNECTION_ERRORS as exc:
-            uri = self.service_uri
-            close_quietly(self.service)
-            self.service = None
-            raise DirectoryDown(f"{uri}: {describe(exc)}") from exc
+        """Run ``op(service_connection)``, reconnecting once if the connection went away.
+
+        Raises DirectoryDown when no host can be reached; other python-ldap errors pass."""
+        return self._service.run(op)
 
     def user_bind(self, op: Callable[[Any], T]) -> T:
         """Run ``op(bind_connection)`` (a user's bind), reconnecting once like :meth:`search`."""
-        if self.binder is not None:
-            try:
-                return op(self.binder)
-            except CONNECTION_ERRORS:
-                close_quietly(self.binder)
-                self.binder = None
-        self.binder, self.binder_uri = self._open()
-        try:
-            return op(self.binder)
-        except CONNECTION_ERRORS as exc:
-            uri = self.binder_uri
-            close_quietly(self.binder)
-            self.binder = None
-            raise DirectoryDown(f"{uri}: {describe(exc)}") from exc
+        return self._binder.run(op)
 
     def close(self) -> None:
-        for conn in (self.service, self.binder):
-            if conn is not None:
-                close_quietly(conn)
-        self.service = self.binder = None
+        self._service.close()
+        self._binder.close()
 
 
 class Pool:
