@@ -77,6 +77,12 @@ def _entries() -> str:
         f"dn: {SERVICE_DN}\nobjectClass: applicationProcess\nobjectClass: simpleSecurityObject\n"
         f"cn: apache\nuserPassword: {SERVICE_PASSWORD}"
     )
+    # a referral, so that searches from the suffix return a continuation reference (as
+    # Active Directory's domain root does)
+    out.append(
+        f"dn: ou=elsewhere,{SUFFIX}\nobjectClass: referral\nobjectClass: extensibleObject\n"
+        f"ou: elsewhere\nref: ldap://ldap.elsewhere.example/ou=elsewhere,{SUFFIX}"
+    )
     for rdn, ou, uid, cn, sn, mail in people:
         out.append(
             f"dn: {rdn},{ou}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {cn}\nsn: {sn}\n"

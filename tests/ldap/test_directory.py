@@ -85,6 +85,22 @@ def test_a_uid_present_twice_is_ambiguous_and_unknown(
     assert "ambiguous" in caplog.text and '"twin"' in caplog.text
 
 
+def test_continuation_references_are_skipped(
+    make_directory: MakeDirectory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[tuple[Any, Any]]] = []
+    real = ldap.ldapobject.SimpleLDAPObject.search_ext_s
+
+    def spy(self: Any, *args: Any, **kw: Any) -> Any:
+        result = real(self, *args, **kw)
+        seen.append(result)
+        return result
+
+    monkeypatch.setattr(ldap.ldapobject.SimpleLDAPObject, "search_ext_s", spy)
+    assert make_directory().check("alice", pw("alice")).granted
+    assert None in [dn for dn, _ in seen[-1]]  # the server did send a reference
+
+
 def test_one_ou_makes_the_twin_unique(make_directory: MakeDirectory, slapd: Slapd) -> None:
     directory = make_directory(f"{slapd.ldap_url}/{STAFF}?uid")
     assert directory.check("twin", pw("twin")).outcome is Outcome.GRANTED
