@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from authn.settings import Settings, settings_for
 from authn.sources import CredentialSource
+from authn.sources.directory import Directory, directory_for
 from authn.sources.groupfile import GroupFile
 from authn.sources.passwordfile import PasswordFile
 from authn.verdict import Verdict
@@ -37,10 +38,14 @@ class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         sources: list[CredentialSource] = []
+        self.directory: Directory | None = None
         for name in settings.sources:
             if name == "file":
                 assert settings.password_file is not None
                 sources.append(_shared("file", settings.password_file, PasswordFile))  # type: ignore[arg-type]
+            elif name == "ldap":
+                self.directory = directory_for(settings)
+                sources.append(self.directory)
         self.sources: tuple[CredentialSource, ...] = tuple(sources)
         self.group_file: GroupFile | None = None
         if settings.group_file is not None:
@@ -74,11 +79,21 @@ class Authenticator:
         return groups
 
     def authorize(self, user: str, verdict: Verdict | None = None) -> bool:
-        """True when the group rule passes (or there is none)."""
+        """True when the group rule passes (or there is none).
+
+        Groups of the group file and of the verdict are checked first; for a user the
+        directory granted, the directory is then asked (by DN or by name under
+        ``authn.ldap.group_base``, nested groups included). Raises SourceUnavailable.
+        """
         if not self.settings.require_groups:
             return True
         groups = self.groups_of(user, verdict)
-        return any(name in groups for name in self.settings.require_groups)
+        if any(name in groups for name in self.settings.require_groups):
+            return True
+        if self.directory is not None and verdict is not None and verdict.user == user:
+            if verdict.source == self.directory.name:
+                return self.directory.in_any_group(verdict, self.settings.require_groups)
+        return False
 
 
 _authenticators: dict[Settings, Authenticator] = {}

@@ -3,10 +3,13 @@
 This is the only module that imports ``mod_python``. It turns ``req`` into plain values,
 asks :mod:`authn.authenticator`, and maps the answer to Apache in one place:
 
-* granted -> ``OK`` (``req.user`` was set by ``get_basic_auth_pw``);
+* granted -> ``OK`` (``req.user`` was set by ``get_basic_auth_pw``, or is the attribute named
+  by ``authn.ldap.remote_user_attribute``); the verdict's attributes go to the environment
+  as ``AUTHENTICATE_<ATTR>``;
 * unknown user, wrong password, empty password, no or malformed credentials -> 401 (mod_python
   then lets mod_auth_basic add the ``WWW-Authenticate`` challenge);
-* a source that cannot answer (file unreadable, directory down) -> 500 with one error-log line;
+* a source that cannot answer (file unreadable, directory down) -> 5xx with one error-log line
+  (the status the source chose: 500, or 503 for a directory that does not answer);
 * a bad option -> 500 with one error-log line naming the option and the fix.
 
 The handlers stand at server level (``conf/authn.conf``) and act only where the location's
@@ -89,11 +92,28 @@ def _authenticator_or_status(req: Any, switch: str) -> Authenticator | int:
 
 def _unavailable(req: Any, user: str, exc: SourceUnavailable) -> int:
     req.log_error(
-        f"authn: source={exc.source} unavailable, answering 500: {exc} "
+        f"authn: source={exc.source} unavailable, answering {exc.status}: {exc} "
         f"(user={quote(user)} client={_client(req)})",
         apache.APLOG_ERR,
     )
-    return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+    return exc.status
+
+
+def _export(req: Any, verdict: Verdict, remote_user_attr: str | None) -> None:
+    """A granted verdict's attributes as AUTHENTICATE_<ATTR> (as mod_authnz_ldap sets them),
+    and REMOTE_USER from ``remote_user_attr`` when that is set and the entry has it."""
+    # mod_python stores str as Latin-1: pass the UTF-8 bytes through it unchanged
+    for name, values in verdict.attrs.items():
+        if values:
+            req.subprocess_env["AUTHENTICATE_" + name.upper()] = _latin1(values[0])
+    if remote_user_attr:
+        values = verdict.attrs.get(remote_user_attr, ())
+        if values:
+            req.user = _latin1(values[0])
+
+
+def _latin1(text: str) -> str:
+    return text.encode("utf-8").decode("latin-1")
 
 
 def authenhandler(req: Any) -> int:
@@ -111,6 +131,7 @@ def authenhandler(req: Any) -> int:
         return _unavailable(req, user, exc)
     if verdict.granted:
         setattr(req, _VERDICT_ATTR, verdict)
+        _export(req, verdict, authenticator.settings.ldap_remote_user_attribute)
         return int(apache.OK)
     _log_denial(req, user, verdict.source, verdict.reason)
     return int(apache.HTTP_UNAUTHORIZED)
@@ -125,6 +146,8 @@ def authzhandler(req: Any) -> int:
     if not user:
         return int(apache.HTTP_UNAUTHORIZED)
     verdict: Verdict | None = getattr(req, _VERDICT_ATTR, None)
+    if verdict is not None:
+        user = verdict.user  # the login, even when REMOTE_USER comes from an attribute
     try:
         allowed = authenticator.authorize(user, verdict)
     except SourceUnavailable as exc:

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from authn.sources.ldapurl import LdapURL, parse_ldap_url
 from authn.verdict import ConfigError
 from authn.words import split_words
 
 PREFIX = "authn."
 ACTIVATE_AUTHN = "authn.source"  #: the authen handler acts where this option is set
 ACTIVATE_AUTHZ = "authn.require.group"  #: the authz handler acts where this option is set
-KNOWN_SOURCES = ("file",)
+KNOWN_SOURCES = ("file", "ldap")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,19 @@ class Settings:
     password_file: str | None = None
     group_file: str | None = None
     require_groups: tuple[str, ...] = ()
+    # --- ldap: the directory source (authn/sources/directory.py) ---
+    ldap_url: LdapURL | None = None
+    ldap_bind_dn: str | None = None
+    ldap_bind_password_file: str | None = None
+    ldap_starttls: bool = False
+    ldap_ca_file: str | None = None
+    ldap_group_base: str | None = None
+    ldap_bind_template: str | None = None
+    ldap_group_depth: int = 5
+    ldap_group_in_chain: bool = False
+    ldap_attributes: tuple[str, ...] = ()
+    ldap_remote_user_attribute: str | None = None
+    ldap_timeout: float = 5.0
 
 
 # --- value parsers: each returns the value or raises ValueError("what is accepted") --------
@@ -63,6 +78,72 @@ def _group_names(value: str) -> tuple[str, ...]:
     if not names:
         raise ValueError("give one or more group names; quote a name with spaces: \"admins 'web team'\"")
     return names
+
+
+# --- ldap value parsers ---
+
+
+def _on_off(value: str) -> bool:
+    word = value.strip().lower()
+    if word in ("on", "yes", "true", "1"):
+        return True
+    if word in ("off", "no", "false", "0"):
+        return False
+    raise ValueError("give on or off")
+
+
+def _dn(value: str) -> str:
+    text = value.strip()
+    if "=" not in text:
+        raise ValueError("give a DN, such as cn=apache,ou=services,dc=example,dc=org")
+    return text
+
+
+def _bind_template(value: str) -> str:
+    text = value.strip()
+    if text.count("%s") != 1:
+        raise ValueError(
+            "put exactly one %s where the login goes: uid=%s,ou=people,dc=example,dc=org "
+            "or %s@example.org (Active Directory)"
+        )
+    return text
+
+
+def _group_depth(value: str) -> int:
+    try:
+        depth = int(value)
+    except ValueError:
+        raise ValueError("give a whole number from 0 (direct groups only) to 20") from None
+    if not 0 <= depth <= 20:
+        raise ValueError("give a whole number from 0 (direct groups only) to 20")
+    return depth
+
+
+def _attribute_names(value: str) -> tuple[str, ...]:
+    names = tuple(n for n in re.split(r"[\s,]+", value.strip()) if n)
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", name):
+            raise ValueError(f"{name!r} is not an attribute name; give names such as mail cn")
+    if not names:
+        raise ValueError("give one or more attribute names, such as mail cn")
+    return names
+
+
+def _attribute_name(value: str) -> str:
+    names = _attribute_names(value)
+    if len(names) != 1:
+        raise ValueError("give one attribute name, such as mail")
+    return names[0]
+
+
+def _timeout(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError("give a number of seconds from 0.5 to 60") from None
+    if not 0.5 <= seconds <= 60:
+        raise ValueError("give a number of seconds from 0.5 to 60")
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +176,54 @@ OPTIONS: dict[str, Option] = {
             _group_names,
             "the user must be in one of these groups; words as in Apache's Require line",
         ),
+        # --- ldap options ---
+        Option(
+            "authn.ldap.url",
+            "ldap_url",
+            parse_ldap_url,
+            "AuthLDAPURL syntax: ldap[s]://host1 host2:port/basedn?attr,attr?scope?filter",
+        ),
+        Option("authn.ldap.bind_dn", "ldap_bind_dn", _dn, "service DN for searches"),
+        Option(
+            "authn.ldap.bind_password_file",
+            "ldap_bind_password_file",
+            _absolute_path,
+            "file holding the service password (one trailing newline ignored)",
+        ),
+        Option("authn.ldap.starttls", "ldap_starttls", _on_off, "StartTLS on ldap:// (on|off)"),
+        Option(
+            "authn.ldap.ca_file",
+            "ldap_ca_file",
+            _absolute_path,
+            "PEM file of the CA that signs the directory's certificate",
+        ),
+        Option("authn.ldap.group_base", "ldap_group_base", _dn, "where group names are looked up"),
+        Option(
+            "authn.ldap.bind_template",
+            "ldap_bind_template",
+            _bind_template,
+            "direct bind without search: uid=%s,ou=people,dc=example,dc=org or %s@example.org",
+        ),
+        Option("authn.ldap.group_depth", "ldap_group_depth", _group_depth, "nested group levels (5)"),
+        Option(
+            "authn.ldap.group_in_chain",
+            "ldap_group_in_chain",
+            _on_off,
+            "Active Directory: nested groups by the in-chain rule 1.2.840.113556.1.4.1941",
+        ),
+        Option(
+            "authn.ldap.attributes",
+            "ldap_attributes",
+            _attribute_names,
+            "more attributes exported as AUTHENTICATE_<ATTR>",
+        ),
+        Option(
+            "authn.ldap.remote_user_attribute",
+            "ldap_remote_user_attribute",
+            _attribute_name,
+            "REMOTE_USER is this attribute of the user's entry instead of the login",
+        ),
+        Option("authn.ldap.timeout", "ldap_timeout", _timeout, "network and operation timeout"),
     )
 }
 
@@ -126,10 +255,48 @@ def _check_consistency(settings: Settings) -> None:
             "missing; the file source needs the path of an htpasswd-format file "
             "(PythonOption authn.file /etc/apache2/authn/users)",
         )
-    if settings.require_groups and settings.group_file is None:
+    _check_ldap(settings)
+    if settings.require_groups and settings.group_file is None and "ldap" not in settings.sources:
         raise ConfigError(
             "authn.require.group",
             "needs a place to look groups up; set authn.groupfile to an AuthGroupFile-format file",
+        )
+
+
+def _check_ldap(settings: Settings) -> None:
+    """Consistency of the authn.ldap.* options (only when the ldap source is named)."""
+    if "ldap" not in settings.sources:
+        return
+    url = settings.ldap_url
+    if url is None:
+        raise ConfigError(
+            "authn.ldap.url",
+            "missing; the ldap source needs the directory's URL "
+            '(PythonOption authn.ldap.url "ldaps://ldap.example.org/ou=people,dc=example,dc=org?uid")',
+        )
+    if (settings.ldap_bind_dn is None) != (settings.ldap_bind_password_file is None):
+        missing = "bind_dn" if settings.ldap_bind_dn is None else "bind_password_file"
+        raise ConfigError(
+            f"authn.ldap.{missing}",
+            "authn.ldap.bind_dn and authn.ldap.bind_password_file go together; "
+            "set both for a service account, or neither for anonymous searches",
+        )
+    if settings.ldap_starttls and url.scheme == "ldaps":
+        raise ConfigError(
+            "authn.ldap.starttls",
+            "StartTLS is for ldap:// URLs; an ldaps:// URL is already encrypted, drop this option",
+        )
+    if settings.ldap_ca_file is not None and url.scheme == "ldap" and not settings.ldap_starttls:
+        raise ConfigError(
+            "authn.ldap.ca_file",
+            "set, but the connection is not encrypted; use an ldaps:// URL or authn.ldap.starttls on",
+        )
+    names = [g for g in settings.require_groups if "=" not in g]
+    if names and settings.group_file is None and settings.ldap_group_base is None:
+        raise ConfigError(
+            "authn.require.group",
+            f"{names[0]!r} is a group name, not a DN; set authn.ldap.group_base to where the "
+            "directory's groups are (ou=groups,dc=example,dc=org), or name groups by DN",
         )
 
 

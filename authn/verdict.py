@@ -77,12 +77,14 @@ class SourceUnavailable(AuthnError):
     """A credential source cannot answer: an infrastructure fault, answered with 5xx.
 
     The message says what we were doing and why it failed, for the error log; it never
-    contains a password.
+    contains a password. ``status`` is the HTTP status to answer: 500 by default, 503 for a
+    directory that does not answer (an outage the client may retry).
     """
 
-    def __init__(self, source: str, message: str) -> None:
+    def __init__(self, source: str, message: str, *, status: int = 500) -> None:
         super().__init__(message)
         self.source = source
+        self.status = status
 
 
 class ConfigError(AuthnError):

@@ -97,6 +97,7 @@ class Apache:
         self.modules = tuple(sorted({*BASE_MODULES, *modules, f"mpm_{mpm}"}))
         self.defines = {
             "AUTHN_SITE_PACKAGES": site_packages(),
+            "AUTHN_CONF": str(CONF_DIR),
             # Debian's mods-available/*.conf refer to these (cgid's ScriptSock, for one)
             "APACHE_RUN_DIR": f"{workdir}/run",
             "APACHE_LOCK_DIR": f"{workdir}/run",

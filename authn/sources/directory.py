@@ -1,0 +1,412 @@
+"""The ``ldap`` source: users and groups in an LDAP directory or Active Directory.
+
+Checking a password (:meth:`Directory.check`)
+    *Search, then bind*: the service connection searches ``(&(filter)(attr=login))`` under
+    the URL's base DN; exactly one entry must match (none: unknown user; more than one:
+    logged as ambiguous, unknown user); then the user's DN is bound with the password on a
+    separate connection. *Direct bind* (``authn.ldap.bind_template``): the login is put in
+    the template and bound at once, for directories that forbid searching; the entry is
+    then read as the user. An empty password is refused before any bind (an empty simple
+    bind is an anonymous bind, which succeeds). Logins are escaped for filters (RFC 4515)
+    and DNs (RFC 4514). Active Directory accounts that are disabled, locked or expired
+    (``userAccountControl``, ``accountExpires``) are never granted.
+
+A granted verdict carries
+    ``attrs``: the URL's attributes, ``authn.ldap.attributes`` and the REMOTE_USER
+    attribute, first value of each (as mod_authnz_ldap exports them), plus ``dn``, the
+    user's DN; ``groups``: the DNs of the user's ``memberOf`` values.
+
+Groups (:meth:`Directory.in_any_group`)
+    A required group is named by DN, or by its ``cn`` under ``authn.ldap.group_base``.
+    Membership is found by searching groups (under ``group_base``, else the URL's base)
+    whose ``member``/``uniqueMember`` is the user's DN or whose ``memberUid`` is the login
+    (posixGroup), plus the user's ``memberOf``, then groups containing those groups, level
+    by level to ``authn.ldap.group_depth``; a group seen twice is not searched again, so a
+    cycle ends. With ``authn.ldap.group_in_chain on`` (Active Directory) one search with
+    the in-chain matching rule does the nesting on the server.
+
+Faults
+    A directory that cannot answer (every host down, TLS failure, a timeout, a base DN that
+    does not exist, a refused service bind) raises :class:`SourceUnavailable` with status
+    503 and a message naming the host and the reason. It is never turned into a denial.
+
+One :class:`Directory` exists per distinct configuration in a process
+(:func:`directory_for`), with its pool of warm connections (:mod:`authn.sources.ldapconn`).
+No password and no verdict is cached here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ldap
+
+from authn.logtext import quote
+from authn.settings import Settings
+from authn.sources.ldapconn import ConnectionConfig, DirectoryDown, Pool, Slot, describe
+from authn.sources.ldapgroups import (
+    account_problem,
+    bind_failure_reason,
+    group_name,
+    in_chain_filter,
+    is_under,
+    member_filter,
+    normalize_dn,
+    template_bind_name,
+    user_filter,
+)
+from authn.sources.ldapurl import LdapURL
+from authn.verdict import ConfigError, SourceUnavailable, Verdict
+
+log = logging.getLogger("authn")
+
+SOURCE_NAME = "ldap"
+OUTAGE_STATUS = 503
+_SCOPES = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOPE_SUBTREE}
+_ACCOUNT_ATTRS = ("userAccountControl", "accountExpires", "memberOf")
+# the server refuses a simple bind in clear text: a configuration fault, not a denial
+_NEEDS_TLS = (ldap.STRONG_AUTH_REQUIRED, ldap.CONFIDENTIALITY_REQUIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryConfig:
+    """The part of the settings a directory source depends on (its identity in a process)."""
+
+    url: LdapURL
+    bind_dn: str | None = None
+    bind_password_file: str | None = None
+    starttls: bool = False
+    ca_file: str | None = None
+    group_base: str | None = None
+    bind_template: str | None = None
+    group_depth: int = 5
+    group_in_chain: bool = False
+    export_attrs: tuple[str, ...] = ()
+    timeout: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DirectoryConfig:
+        assert settings.ldap_url is not None  # checked by settings
+        exported = [*settings.ldap_url.attrs, *settings.ldap_attributes]
+        if settings.ldap_remote_user_attribute:
+            exported.append(settings.ldap_remote_user_attribute)
+        unique = tuple(dict.fromkeys(a for a in exported))
+        return cls(
+            url=settings.ldap_url,
+            bind_dn=settings.ldap_bind_dn,
+            bind_password_file=settings.ldap_bind_password_file,
+            starttls=settings.ldap_starttls,
+            ca_file=settings.ldap_ca_file,
+            group_base=settings.ldap_group_base,
+            bind_template=settings.ldap_bind_template,
+            group_depth=settings.ldap_group_depth,
+            group_in_chain=settings.ldap_group_in_chain,
+            export_attrs=unique,
+            timeout=settings.ldap_timeout,
+        )
+
+
+def read_bind_password(path: str) -> bytes:
+    """The service password: the file's bytes less one trailing newline. Raises ConfigError."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ConfigError(
+            "authn.ldap.bind_password_file",
+            f"cannot read {path}: {exc.strerror}; the Apache user must be able to read it",
+        ) from None
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    if not data:
+        raise ConfigError(
+            "authn.ldap.bind_password_file",
+            f"{path} is empty; an empty password would be an anonymous bind",
+        )
+    return data
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+def _login(user: str) -> str | None:
+    """The login as the directory stores it: the client's bytes read as UTF-8, or None."""
+    try:
+        return user.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        try:
+            user.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return user  # already text (not from the network)
+
+
+class Directory:
+    """A credential source and group source backed by LDAP (see the module docstring)."""
+
+    def __init__(self, config: DirectoryConfig, *, name: str = SOURCE_NAME) -> None:
+        self.name = name
+        self.config = config
+        password = None
+        if config.bind_password_file is not None:
+            password = read_bind_password(config.bind_password_file)
+        self.pool = Pool(
+            ConnectionConfig(
+                uris=config.url.uris,
+                starttls=config.starttls,
+                ca_file=config.ca_file,
+                bind_dn=config.bind_dn,
+                bind_password=password,
+                timeout=config.timeout,
+            )
+        )
+        self._attrlist = list(dict.fromkeys([*config.export_attrs, *_ACCOUNT_ATTRS]))
+        local = all(host in ("127.0.0.1", "::1", "localhost") for host, _ in config.url.hosts)
+        if config.url.scheme == "ldap" and not config.starttls and not local:
+            log.warning(
+                "authn: ldap: passwords are sent to %s in clear text; use an ldaps:// URL or "
+                "authn.ldap.starttls on (Active Directory refuses such binds anyway)",
+                " ".join(config.url.uris),
+            )
+
+    # --- the source protocol ---
+
+    def generation(self) -> object:
+        """The directory's content is not watched: a constant (caches use their TTL)."""
+        return 0
+
+    def check(self, user: str, password: bytes) -> Verdict:
+        """unknown / denied / granted for ``user``; raises SourceUnavailable (503) on faults."""
+        if not password:
+            return Verdict.denied(user, self.name, "empty password")
+        login = _login(user)
+        if login is None or not login or "\x00" in login:
+            return Verdict.unknown(user, self.name)
+        slot = self.pool.borrow()
+        try:
+            if self.config.bind_template is not None:
+                return self._check_direct(slot, user, login, password)
+            return self._check_search(slot, user, login, password)
+        except DirectoryDown as exc:
+            raise self._down(f"while checking the password of {quote(user)}", exc) from None
+        finally:
+            self.pool.give_back(slot)
+
+    # --- search, then bind ---
+
+    def _check_search(self, slot: Slot, user: str, login: str, password: bytes) -> Verdict:
+        url = self.config.url
+        filt = user_filter(url.filter, url.login_attr, login)
+
+        def search(conn: Any) -> list[tuple[Any, Any]]:
+            return conn.search_ext_s(  # type: ignore[no-any-return]
+                url.base_dn,
+                _SCOPES[url.scope],
+                filt,
+                self._attrlist,
+                timeout=self.config.timeout,
+                sizelimit=2,
+            )
+
+        try:
+            found = slot.search(search)
+        except ldap.SIZELIMIT_EXCEEDED:
+            found = [("?", {}), ("?", {})]
+        except ldap.NO_SUCH_OBJECT:
+            raise self._fault(f"the base DN {url.base_dn!r} does not exist; check authn.ldap.url") from None
+        except ldap.LDAPError as exc:
+            raise self._fault(f"searching for {quote(user)} failed: {describe(exc)}") from None
+        # continuation references (Active Directory) come back with a DN of None: skip them
+        entries = [(dn, attrs) for dn, attrs in found if isinstance(dn, str)]
+        if not entries:
+            return Verdict.unknown(user, self.name)
+        if len(entries) > 1:
+            log.warning(
+                "authn: ldap: user=%s is ambiguous: more than one entry matches %s under %s; "
+                "treated as unknown (make the filter in authn.ldap.url select one entry)",
+                quote(user),
+                filt,
+                url.base_dn,
+            )
+            return Verdict.unknown(user, self.name)
+        dn, attrs = entries[0]
+        denial = self._user_bind(slot, user, lambda conn: conn.simple_bind_s(dn, password))
+        if denial is not None:
+            return denial
+        return self._granted(user, dn, attrs)
+
+    def _user_bind(self, slot: Slot, user: str, op: Callable[[Any], None]) -> Verdict | None:
+        """Run ``op`` (a bind as the user) on the bind connection: None when the directory
+        accepted it, else a denial. Raises SourceUnavailable when TLS is needed."""
+        try:
+            slot.user_bind(op)
+        except ldap.INVALID_CREDENTIALS as exc:
+            return Verdict.denied(user, self.name, bind_failure_reason(exc))
+        except _NEEDS_TLS as exc:
+            raise self._fault(
+                f"the server refuses simple binds without TLS ({describe(exc)}); use an "
+                "ldaps:// URL or authn.ldap.starttls on"
+            ) from None
+        except DirectoryDown:
+            raise
+        except ldap.LDAPError as exc:
+            return Verdict.denied(user, self.name, f"bind refused: {describe(exc)}")
+        return None
+
+    # --- direct bind from a template ---
+
+    def _check_direct(self, slot: Slot, user: str, login: str, password: bytes) -> Verdict:
+        template = self.config.bind_template
+        assert template is not None
+        name = template_bind_name(template, login)
+        if name is None:
+            return Verdict.unknown(user, self.name)
+        url = self.config.url
+        entry: list[tuple[str, Any]] = []
+
+        def bind_and_read(conn: Any) -> None:
+            conn.simple_bind_s(name, password)
+            try:
+                if "=" in template:  # a DN: read the entry itself
+                    base, scope, filt = name, ldap.SCOPE_BASE, url.filter
+                else:
+                    base, scope = url.base_dn, _SCOPES[url.scope]
+                    filt = user_filter(url.filter, url.login_attr, login)
+                found = conn.search_ext_s(
+                    base, scope, filt, self._attrlist, timeout=self.config.timeout, sizelimit=2
+                )
+                entry.extend((d, a) for d, a in found if isinstance(d, str))
+            except (ldap.NO_SUCH_OBJECT, ldap.INSUFFICIENT_ACCESS, ldap.SIZELIMIT_EXCEEDED):
+                pass  # the bind proved the password; attributes are a bonus
+
+        denial = self._user_bind(slot, user, bind_and_read)
+        if denial is not None:
+            return denial
+        if len(entry) == 1:
+            return self._granted(user, entry[0][0], entry[0][1])
+        return self._granted(user, name if "=" in template else "", {})
+
+    # --- shared ---
+
+    def _granted(self, user: str, dn: str, raw: Mapping[str, list[bytes]]) -> Verdict:
+        problem = account_problem(dict(raw))
+        if problem is not None:
+            return Verdict.denied(user, self.name, problem)
+        lower = {k.lower(): v for k, v in raw.items()}
+        attrs: dict[str, tuple[str, ...]] = {}
+        for name in self.config.export_attrs:
+            values = lower.get(name.lower())
+            if values:
+                attrs[name] = (_text(values[0]),)
+        if dn:
+            attrs["dn"] = (dn,)
+        groups = frozenset(_text(v) for v in lower.get("memberof", ()))
+        return Verdict.grant(user, self.name, groups, attrs)
+
+    def _fault(self, what: str) -> SourceUnavailable:
+        return SourceUnavailable(self.name, f"ldap: {what}", status=OUTAGE_STATUS)
+
+    def _down(self, doing: str, exc: DirectoryDown) -> SourceUnavailable:
+        return self._fault(f"no directory server answered {doing}: {exc}")
+
+    # --- groups ---
+
+    def in_any_group(self, verdict: Verdict, names: Iterable[str]) -> bool:
+        """True when the user of a granted ldap verdict is in one of the groups ``names``.
+
+        Raises SourceUnavailable (503) when the directory cannot answer.
+        """
+        wanted_dns = {normalize_dn(n) for n in names if "=" in n}
+        wanted_names = {n.lower() for n in names if "=" not in n}
+        base = self.config.group_base
+
+        def hit(group_dns: Iterable[str]) -> bool:
+            for gdn in group_dns:
+                if normalize_dn(gdn) in wanted_dns:
+                    return True
+                if wanted_names and base is not None and is_under(gdn, base):
+                    cn = group_name(gdn)
+                    if cn is not None and cn.lower() in wanted_names:
+                        return True
+            return False
+
+        member_of = set(verdict.groups)
+        if hit(member_of):
+            return True
+        dn_values = verdict.attrs.get("dn", ())
+        user_dn = dn_values[0] if dn_values else None
+        login = _login(verdict.user)
+        slot = self.pool.borrow()
+        try:
+            if self.config.group_in_chain:
+                if user_dn is None:
+                    return False
+                return hit(self._group_search(slot, in_chain_filter(user_dn)))
+            # level 0: the direct groups (memberOf, member/uniqueMember, memberUid)
+            direct = set(member_of)
+            if user_dn is not None or login is not None:
+                first = member_filter([user_dn] if user_dn is not None else [], login)
+                direct |= set(self._group_search(slot, first))
+            if hit(direct):
+                return True
+            seen = {normalize_dn(d) for d in direct}
+            frontier = direct
+            for _level in range(self.config.group_depth):  # groups that hold those groups
+                if not frontier:
+                    break
+                found = self._group_search(slot, member_filter(frontier, None))
+                frontier = {d for d in found if normalize_dn(d) not in seen}
+                if hit(frontier):
+                    return True
+                seen |= {normalize_dn(d) for d in frontier}
+            return False
+        except DirectoryDown as exc:
+            raise self._down(f"while looking up the groups of {quote(verdict.user)}", exc) from None
+        finally:
+            self.pool.give_back(slot)
+
+    def _group_search(self, slot: Slot, filt: str) -> list[str]:
+        base = self.config.group_base or self.config.url.base_dn
+
+        def search(conn: Any) -> list[tuple[Any, Any]]:
+            return conn.search_ext_s(  # type: ignore[no-any-return]
+                base, ldap.SCOPE_SUBTREE, filt, ["1.1"], timeout=self.config.timeout
+            )
+
+        try:
+            found = slot.search(search)
+        except ldap.NO_SUCH_OBJECT:
+            raise self._fault(
+                f"the group base {base!r} does not exist; check authn.ldap.group_base"
+            ) from None
+        except DirectoryDown:
+            raise
+        except ldap.LDAPError as exc:
+            raise self._fault(f"searching groups with {filt} failed: {describe(exc)}") from None
+        return [dn for dn, _ in found if isinstance(dn, str)]
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+_directories: dict[DirectoryConfig, Directory] = {}
+_directories_lock = threading.Lock()
+
+
+def directory_for(settings: Settings) -> Directory:
+    """The process's Directory for the ldap part of ``settings`` (built once, shared)."""
+    config = DirectoryConfig.from_settings(settings)
+    found = _directories.get(config)
+    if found is None:
+        with _directories_lock:
+            found = _directories.get(config)
+            if found is None:
+                found = _directories[config] = Directory(config)
+    return found

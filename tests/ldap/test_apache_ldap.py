@@ -1,0 +1,211 @@
+"""The ldap source through a real Apache (both MPMs) and a real slapd, with the shipped conf/.
+
+The status-code matrix, groups, AUTHENTICATE_* and REMOTE_USER as PHP sees them (prefork:
+mod_php is not thread-safe), TLS with the right and a wrong CA, and an outage: slapd stopped
+answers 503 with a log line naming the host, and slapd restarted on the same port answers 200
+again without restarting Apache.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need
+from tests.harness.apache import Apache, apache_available, make_readable
+from tests.harness.slapd import GROUPS, PEOPLE, SERVICE_DN, USERS, Slapd
+
+pytestmark = [pytest.mark.apache, pytest.mark.slapd]
+
+PHP_ENV = """<?php
+header('Content-Type: application/json');
+$out = ['REMOTE_USER' => $_SERVER['REMOTE_USER'] ?? null];
+foreach ($_SERVER as $k => $v) { if (strpos($k, 'AUTHENTICATE_') === 0) { $out[$k] = $v; } }
+echo json_encode($out);
+"""
+
+
+CGI_ENV = """#!/bin/sh
+echo "Content-Type: text/plain"
+echo
+env | grep -E '^(AUTHENTICATE_|REMOTE_USER=)' | sort
+"""
+
+
+def _block(path: Path, options: dict[str, str], require: str = "Require valid-user") -> str:
+    lines = [f'<Directory "{path}">', '    Include "${AUTHN_CONF}/authn-basic.conf"']
+    lines += ["    Options +ExecCGI", "    AddHandler cgi-script .cgi"]
+    lines += [f'    PythonOption {key} "{value}"' for key, value in options.items()]
+    lines += [f"    {require}", "</Directory>"]
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module", params=["prefork", "event"])
+def site(
+    request: pytest.FixtureRequest,
+    slapd: Slapd,
+    service_password_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Apache]:
+    need(apache_available())
+    mpm = request.param
+    work = tmp_path_factory.mktemp(f"apache-ldap-{mpm}")
+    docroot = work / "htdocs"
+    base = {
+        "authn.source": "ldap",
+        "authn.ldap.url": f"{slapd.ldap_url}/dc=example,dc=org?uid,cn,mail?sub",
+        "authn.ldap.bind_dn": SERVICE_DN,
+        "authn.ldap.bind_password_file": str(service_password_file),
+        "authn.ldap.group_base": GROUPS,
+        "authn.ldap.timeout": "2",
+    }
+    ldaps = {**base, "authn.ldap.url": f"{slapd.ldaps_url}/dc=example,dc=org?uid"}
+    blocks = {
+        "plain": base,
+        "admins": {**base, "authn.require.group": "admins"},
+        "top": {**base, "authn.require.group": f"'cn=top,{GROUPS}' nobody"},
+        "mail": {**base, "authn.ldap.remote_user_attribute": "mail"},
+        "tls": {**ldaps, "authn.ldap.ca_file": slapd.cafile},
+        "badca": {**ldaps, "authn.ldap.ca_file": str(slapd.certs["wrong_ca"])},
+        "both": {**base, "authn.source": "file ldap", "authn.file": str(work / "users")},
+    }
+    # the file knows alice with another password; bob is only in the directory
+    subprocess.run(["htpasswd", "-cbB", str(work / "users"), "alice", "file-pw"], check=True)
+    body = [f'DocumentRoot "{docroot}"', 'Include "${AUTHN_CONF}/authn.conf"']
+    for name, options in blocks.items():
+        folder = docroot / name
+        folder.mkdir(parents=True)
+        (folder / "index.html").write_text(f"{name} ok\n")
+        (folder / "env.php").write_text(PHP_ENV)
+        (folder / "env.cgi").write_text(CGI_ENV)
+        (folder / "env.cgi").chmod(0o755)
+        body.append(_block(folder, options))
+    body.append(f'<Directory "{docroot}">\n    Require all granted\n</Directory>')
+    make_readable(Path(slapd.cafile).parent)
+    make_readable(service_password_file.parent)
+    modules = ("cgid", "php8.2") if mpm == "prefork" else ("cgid",)
+    server = f'ScriptSock "{work}/run/cgisock"'
+    apache = Apache(work, "\n".join(body), mpm=mpm, modules=modules, server_conf=server)
+    apache.start()
+    try:
+        yield apache
+    finally:
+        apache.stop()
+        if request.session.testsfailed:
+            print(apache.error_log())
+
+
+def get(site: Apache, path: str, login: str | None = None, password: str | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(site.url + path)  # noqa: S310 - http to our own server
+    if login is not None:
+        raw = login.encode() + b":" + (password if password is not None else USERS[login]).encode()
+        req.add_header("Authorization", "Basic " + base64.b64encode(raw).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:  # noqa: S310
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+
+
+@pytest.mark.parametrize(
+    ("path", "login", "password", "status"),
+    [
+        ("/plain/", None, None, 401),
+        ("/plain/", "alice", None, 200),
+        ("/plain/", "jürgen", None, 200),  # non-ASCII login and password
+        ("/plain/", "jsmith", None, 200),  # DN with an escaped comma
+        ("/plain/", "carol", None, 200),  # the other OU
+        ("/plain/", "alice", "wrong", 401),
+        ("/plain/", "alice", "", 401),  # empty password: never an anonymous bind
+        ("/plain/", "nobody", "x", 401),
+        ("/plain/", "twin", None, 401),  # ambiguous
+        ("/plain/", "*", "x", 401),  # filter injection
+        ("/admins/", "alice", None, 200),
+        ("/admins/", "bob", None, 401),
+        ("/admins/", "alice", "wrong", 401),
+        ("/top/", "alice", None, 200),  # nested, by DN
+        ("/top/", "carol", None, 401),
+        ("/tls/", "alice", None, 200),
+        ("/tls/", "alice", "wrong", 401),
+        ("/badca/", "alice", None, 503),  # fails closed
+        ("/both/", "alice", "file-pw", 200),  # the file knows alice: it decides
+        ("/both/", "alice", None, 401),  # ...and its no is final (AuthBasicProvider rule)
+        ("/both/", "bob", None, 200),  # unknown to the file: the directory decides
+    ],
+)
+def test_status_matrix(site: Apache, path: str, login: str | None, password: str | None, status: int) -> None:
+    got, _ = get(site, path, login, password)
+    assert got == status, site.error_log()[-3000:]
+
+
+def test_wrong_ca_is_logged_clearly(site: Apache) -> None:
+    offset = site.error_log_size()
+    assert get(site, "/badca/", "alice")[0] == 503
+    log = site.error_log_since(offset)
+    assert "answering 503" in log and "TLS handshake failed" in log, log
+    assert "authn.ldap.ca_file" in log
+
+
+def test_attributes_reach_php(site: Apache) -> None:
+    if site.mpm != "prefork":
+        pytest.skip("mod_php runs with the prefork MPM only")
+    status, body = get(site, "/plain/env.php", "jürgen")
+    assert status == 200, body
+    env = json.loads(body)
+    assert env["REMOTE_USER"] == "jürgen"
+    assert env["AUTHENTICATE_CN"] == "Jürgen Müller"
+    assert env["AUTHENTICATE_MAIL"] == "juergen@example.org"
+    assert env["AUTHENTICATE_UID"] == "jürgen"
+    assert env["AUTHENTICATE_DN"] == f"uid=jürgen,{PEOPLE}"
+
+
+def test_attributes_reach_cgi(site: Apache) -> None:
+    status, body = get(site, "/mail/env.cgi", "jürgen")
+    assert status == 200, body
+    assert body.splitlines() == [
+        "AUTHENTICATE_CN=Jürgen Müller",
+        f"AUTHENTICATE_DN=uid=jürgen,{PEOPLE}",
+        "AUTHENTICATE_MAIL=juergen@example.org",
+        "AUTHENTICATE_UID=jürgen",
+        "REMOTE_USER=juergen@example.org",
+    ]
+
+
+def test_remote_user_from_an_attribute(site: Apache) -> None:
+    if site.mpm != "prefork":
+        pytest.skip("mod_php runs with the prefork MPM only")
+    status, body = get(site, "/mail/env.php", "alice")
+    assert status == 200, body
+    assert json.loads(body)["REMOTE_USER"] == "alice@example.org"
+
+
+def test_outage_is_503_then_recovers_without_restarting_apache(site: Apache, slapd: Slapd) -> None:
+    for _ in range(4):  # warm connections in several children
+        assert get(site, "/admins/", "alice")[0] == 200
+    offset = site.error_log_size()
+    slapd.stop_server()
+    try:
+        assert get(site, "/plain/", "alice")[0] == 503
+        assert get(site, "/plain/", "alice", "wrong")[0] == 503  # never 401 in an outage
+        log = site.error_log_since(offset)
+        assert "answering 503" in log and f"ldap://127.0.0.1:{slapd.port}" in log, log
+        assert "Can't contact LDAP server" in log
+    finally:
+        slapd.start_server()
+    deadline = time.monotonic() + 10
+    statuses = []
+    while time.monotonic() < deadline:
+        statuses = [get(site, "/admins/", "alice")[0] for _ in range(6)]
+        if statuses == [200] * 6:
+            break
+        time.sleep(0.2)
+    assert statuses == [200] * 6, site.error_log_since(offset)
+    assert get(site, "/plain/", "alice", "wrong")[0] == 401
