@@ -1,0 +1,135 @@
+"""Editing htpasswd-format password files line by line, as ``htpasswd`` does, but safely.
+
+What is a valid file, and which line belongs to which user, follows ``htpasswd``
+(Apache's ``support/htpasswd.c``), so ``authn passwd`` refuses exactly the files it refuses
+(exit code 7):
+
+* ``htpasswd`` reads the file in pieces of at most 255 bytes (its line buffer); each piece,
+  after leading white space, is empty, a ``#`` comment, or must contain a ``:``. A piece
+  without one makes the whole file "not a valid htpasswd file".
+* the user name of a line is what comes before the first ``:`` once leading white space is
+  skipped, compared byte for byte;
+* the hash is read as Apache's mod_authn_file reads it (see
+  :func:`authn.sources.passwordfile.parse_password_file`): the line trimmed, up to the next
+  ``:``.
+
+Edits change only the lines of the user concerned; every other byte of the file (comments,
+blank lines, CRLF line ends, unknown lines) is kept. Where ``htpasswd`` would rewrite every
+duplicate line of the user, we write the new record on the first and drop the later ones
+(Apache only ever reads the first). A file whose last line has no newline gets one before a
+new record is appended (``htpasswd`` glues the two lines together).
+
+User names and records are bytes here: exactly what the command line gave
+(``os.fsencode``), exactly what is in the file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from authn.sources.passwordfile import DISABLED_PREFIX
+
+HTPASSWD_PIECE = 255  #: htpasswd's line buffer holds 255 bytes and a NUL
+_SPACE = b" \t\n\v\f\r"  # apr_isspace / C isspace
+_LINES = re.compile(rb"[^\n]*\n|[^\n]+\Z")
+
+
+class NotAPasswordFile(Exception):
+    """The file is not in htpasswd format (``htpasswd`` exits 7 on it)."""
+
+    def __init__(self, path: str, line: int) -> None:
+        super().__init__(
+            f"{path} does not appear to be a valid htpasswd file (line {line} has no ':' "
+            "between user and hash)"
+        )
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    number: int
+    start: int  #: byte offset of the line in the file
+    end: int  #: offset just past its newline
+    user: bytes | None  #: None for blank and comment lines
+    stored: str  #: the hash as Apache reads it ("" for blank and comment lines)
+
+
+def _user_and_hash(raw: bytes) -> tuple[bytes | None, str]:
+    text = raw.lstrip(_SPACE)
+    if not text or text.startswith(b"#"):
+        return None, ""
+    user, colon, rest = text.partition(b":")
+    if not colon:
+        return None, ""
+    stored = rest.strip(_SPACE).split(b":", 1)[0]
+    return user, stored.decode("latin-1")
+
+
+def read_lines(data: bytes, path: str = "<password file>") -> list[Line]:
+    """The lines of a password file; raises NotAPasswordFile where ``htpasswd`` would exit 7."""
+    lines: list[Line] = []
+    for number, match in enumerate(_LINES.finditer(data), start=1):
+        raw = match.group()
+        for i in range(0, len(raw), HTPASSWD_PIECE):
+            piece = raw[i : i + HTPASSWD_PIECE].lstrip(_SPACE)
+            if piece and not piece.startswith(b"#") and b":" not in piece:
+                raise NotAPasswordFile(path, number)
+        user, stored = _user_and_hash(raw)
+        lines.append(Line(number, match.start(), match.end(), user, stored))
+    return lines
+
+
+def find(data: bytes, user: bytes, path: str = "<password file>") -> Line | None:
+    """The first line of ``user``, or None; raises NotAPasswordFile."""
+    for line in read_lines(data, path):
+        if line.user == user:
+            return line
+    return None
+
+
+def record(user: bytes, stored: str) -> bytes:
+    """One line of a password file."""
+    return user + b":" + stored.encode("ascii") + b"\n"
+
+
+def set_hash(data: bytes, user: bytes, stored: str, path: str = "<password file>") -> bytes:
+    """``data`` with ``user``'s hash set to ``stored`` (added at the end if new)."""
+    mine = [line for line in read_lines(data, path) if line.user == user]
+    if not mine:
+        if data and not data.endswith(b"\n"):
+            data += b"\n"
+        return data + record(user, stored)
+    out = bytearray(data[: mine[0].start])
+    out += record(user, stored)
+    previous_end = mine[0].end
+    for line in mine[1:]:
+        out += data[previous_end : line.start]
+        previous_end = line.end
+    out += data[previous_end:]
+    return bytes(out)
+
+
+def remove(data: bytes, user: bytes, path: str = "<password file>") -> bytes:
+    """``data`` without any line of ``user``."""
+    out = bytearray()
+    previous_end = 0
+    for line in read_lines(data, path):
+        if line.user == user:
+            out += data[previous_end : line.start]
+            previous_end = line.end
+    out += data[previous_end:]
+    return bytes(out)
+
+
+def is_disabled(stored: str) -> bool:
+    return stored.startswith(DISABLED_PREFIX)
+
+
+def disabled(stored: str) -> str:
+    """The hash of a disabled account: never matches any password, here or in Apache."""
+    return stored if is_disabled(stored) else DISABLED_PREFIX + stored
+
+
+def enabled(stored: str) -> str:
+    return stored[len(DISABLED_PREFIX) :] if is_disabled(stored) else stored
