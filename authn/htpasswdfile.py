@@ -95,19 +95,28 @@ def record(user: bytes, stored: str) -> bytes:
 
 def set_hash(data: bytes, user: bytes, stored: str, path: str = "<password file>") -> bytes:
     """``data`` with ``user``'s hash set to ``stored`` (added at the end if new)."""
-    mine = [line for line in read_lines(data, path) if line.user == user]
-    if not mine:
-        if data and not data.endswith(b"\n"):
-            data += b"\n"
-        return data + record(user, stored)
-    out = bytearray(data[: mine[0].start])
-    out += record(user, stored)
-    previous_end = mine[0].end
-    for line in mine[1:]:
-        out += data[previous_end : line.start]
-        previous_end = line.end
-    out += data[previous_end:]
-    return bytes(out)
+    return set_hashes(data, {user: stored}, path)
+
+
+def set_hashes(data: bytes, new: dict[bytes, str], path: str = "<password file>") -> bytes:
+    """``data`` with the hashes of several users set in one pass (new users appended in
+    order); an existing user's first line is rewritten and its later lines dropped."""
+    out = bytearray()
+    previous = 0
+    done: set[bytes] = set()
+    for line in read_lines(data, path):
+        if line.user is None or line.user not in new:
+            continue
+        out += data[previous : line.start]
+        if line.user not in done:
+            out += record(line.user, new[line.user])
+            done.add(line.user)
+        previous = line.end
+    out += data[previous:]
+    added = [record(user, stored) for user, stored in new.items() if user not in done]
+    if added and out and not out.endswith(b"\n"):
+        out += b"\n"
+    return bytes(out) + b"".join(added)
 
 
 def remove(data: bytes, user: bytes, path: str = "<password file>") -> bytes:
