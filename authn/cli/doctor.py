@@ -223,13 +223,22 @@ def _can_read(path: str, user: str) -> str | None:
 
 def _check_files(config: Config, findings: Findings) -> None:
     user = _run_user(config)
-    roots = [os.path.realpath(d.args[0]) for d in config.directives if d.name == "documentroot"]
+    roots = [
+        os.path.realpath(d.args[0])
+        for d in config.directives
+        if d.name == "documentroot" and d.args
+    ]
     for d in config.directives:
         if d.name in ("authuserfile", "authgroupfile") and d.args:
             path = d.args[0]
-        elif d.name == "pythonoption" and len(d.args) > 1 and d.args[0] in (
-            "authn.file",
-            "authn.groupfile",
+        elif (
+            d.name == "pythonoption"
+            and len(d.args) > 1
+            and d.args[0]
+            in (
+                "authn.file",
+                "authn.groupfile",
+            )
         ):
             path = d.args[1]
         else:

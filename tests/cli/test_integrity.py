@@ -137,3 +137,14 @@ def test_the_prompt_asks_twice_without_echo(real_htpasswd: str, tmp_path: Path) 
     assert _exit_code(pid, fd) == 0
     assert b"s3cret" not in seen
     assert verifies(real_htpasswd, path, "alice", "s3cret pass")
+
+
+def test_import_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    rows = tmp_path / "rows.csv"
+    rows.write_text("".join(f"u{i},pw{i}\n" for i in range(30)))
+    pid, fd = _spawn_on_pty(["import", "-c", "-C", "4", str(path), str(rows)])
+    seen = _read_until(fd, b"30/30")
+    assert b"hashing [" in seen
+    assert _exit_code(pid, fd) == 0
+    assert len(path.read_bytes().splitlines()) == 30
