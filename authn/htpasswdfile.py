@@ -25,14 +25,13 @@ User names and records are bytes here: exactly what the command line gave
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from authn.sources.passwordfile import DISABLED_PREFIX
 
 HTPASSWD_PIECE = 255  #: htpasswd's line buffer holds 255 bytes and a NUL
 _SPACE = b" \t\n\v\f\r"  # apr_isspace / C isspace
-_LINES = re.compile(rb"[^\n]*\n|[^\n]+\Z")
 
 
 class NotAPasswordFile(Exception):
@@ -55,37 +54,63 @@ class Line:
     stored: str  #: the hash as Apache reads it ("" for blank and comment lines)
 
 
-def _user_and_hash(raw: bytes) -> tuple[bytes | None, str]:
-    text = raw.lstrip(_SPACE)
-    if not text or text.startswith(b"#"):
-        return None, ""
-    user, colon, rest = text.partition(b":")
-    if not colon:
-        return None, ""
-    stored = rest.strip(_SPACE).split(b":", 1)[0]
-    return user, stored.decode("latin-1")
+def _stored(raw: bytes) -> str:
+    """The hash of a user line, as Apache reads it: the line trimmed, up to the next ':'."""
+    rest = raw.strip(_SPACE).partition(b":")[2]
+    return rest.split(b":", 1)[0].decode("latin-1")
+
+
+def _scan(data: bytes, path: str) -> Iterator[tuple[int, int, int, bytes | None]]:
+    """(line number, start, end, user or None) for each line; raises NotAPasswordFile."""
+    start = 0
+    size = len(data)
+    number = 0
+    while start < size:
+        number += 1
+        newline = data.find(b"\n", start)
+        end = size if newline < 0 else newline + 1
+        raw = data[start:end]
+        text = raw.lstrip(_SPACE)
+        user: bytes | None = None
+        if text and not text.startswith(b"#"):
+            if len(raw) > HTPASSWD_PIECE:
+                _check_pieces(raw, number, path)
+            user, colon, _ = text.partition(b":")
+            if not colon:
+                raise NotAPasswordFile(path, number)
+        elif len(raw) > HTPASSWD_PIECE:
+            _check_pieces(raw, number, path)
+        yield number, start, end, user
+        start = end
+
+
+def _check_pieces(raw: bytes, number: int, path: str) -> None:
+    for i in range(0, len(raw), HTPASSWD_PIECE):
+        piece = raw[i : i + HTPASSWD_PIECE].lstrip(_SPACE)
+        if piece and not piece.startswith(b"#") and b":" not in piece:
+            raise NotAPasswordFile(path, number)
 
 
 def read_lines(data: bytes, path: str = "<password file>") -> list[Line]:
     """The lines of a password file; raises NotAPasswordFile where ``htpasswd`` would exit 7."""
-    lines: list[Line] = []
-    for number, match in enumerate(_LINES.finditer(data), start=1):
-        raw = match.group()
-        for i in range(0, len(raw), HTPASSWD_PIECE):
-            piece = raw[i : i + HTPASSWD_PIECE].lstrip(_SPACE)
-            if piece and not piece.startswith(b"#") and b":" not in piece:
-                raise NotAPasswordFile(path, number)
-        user, stored = _user_and_hash(raw)
-        lines.append(Line(number, match.start(), match.end(), user, stored))
-    return lines
+    return [
+        Line(n, start, end, user, _stored(data[start:end]) if user is not None else "")
+        for n, start, end, user in _scan(data, path)
+    ]
+
+
+def users(data: bytes, path: str = "<password file>") -> set[bytes]:
+    """The user names of a password file; raises NotAPasswordFile."""
+    return {user for _, _, _, user in _scan(data, path) if user is not None}
 
 
 def find(data: bytes, user: bytes, path: str = "<password file>") -> Line | None:
-    """The first line of ``user``, or None; raises NotAPasswordFile."""
-    for line in read_lines(data, path):
-        if line.user == user:
-            return line
-    return None
+    """The first line of ``user``, or None; raises NotAPasswordFile (for the whole file)."""
+    found: Line | None = None
+    for n, start, end, name in _scan(data, path):
+        if found is None and name == user:
+            found = Line(n, start, end, name, _stored(data[start:end]))
+    return found
 
 
 def record(user: bytes, stored: str) -> bytes:
@@ -104,14 +129,14 @@ def set_hashes(data: bytes, new: dict[bytes, str], path: str = "<password file>"
     out = bytearray()
     previous = 0
     done: set[bytes] = set()
-    for line in read_lines(data, path):
-        if line.user is None or line.user not in new:
+    for _, start, end, user in _scan(data, path):
+        if user is None or user not in new:
             continue
-        out += data[previous : line.start]
-        if line.user not in done:
-            out += record(line.user, new[line.user])
-            done.add(line.user)
-        previous = line.end
+        out += data[previous:start]
+        if user not in done:
+            out += record(user, new[user])
+            done.add(user)
+        previous = end
     out += data[previous:]
     added = [record(user, stored) for user, stored in new.items() if user not in done]
     if added and out and not out.endswith(b"\n"):

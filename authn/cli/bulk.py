@@ -153,7 +153,7 @@ def main(argv: list[str]) -> int:
             raise Exit(ERR_FILE, f"cannot modify file {args.file}; use '-c' to create it")
         data = original.data or b""
         try:
-            present = {ln.user for ln in htpasswdfile.read_lines(data, args.file)}
+            present = htpasswdfile.users(data, args.file)
         except htpasswdfile.NotAPasswordFile as exc:
             raise Exit(ERR_INVALID, str(exc)) from None
         todo = {u: h for u, h in new_hashes.items() if not (args.skip_existing and u in present)}
@@ -169,7 +169,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _existing_users(path: str, create: bool) -> set[bytes | None]:
+def _existing_users(path: str, create: bool) -> set[bytes]:
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -180,6 +180,6 @@ def _existing_users(path: str, create: bool) -> set[bytes | None]:
     except OSError as exc:
         raise Exit(ERR_FILE, f"cannot open file {path} for read access: {exc.strerror}") from None
     try:
-        return {ln.user for ln in htpasswdfile.read_lines(data, path)}
+        return set(htpasswdfile.users(data, path))
     except htpasswdfile.NotAPasswordFile as exc:
         raise Exit(ERR_INVALID, str(exc)) from None
