@@ -28,6 +28,7 @@ from authn.cli.common import (
     Exit,
     check_user_name,
     note,
+    read_file,
 )
 from authn.cli.passwd import BCRYPT_COSTS, DEFAULT_BCRYPT_COST
 
@@ -170,15 +171,11 @@ def main(argv: list[str]) -> int:
 
 
 def _existing_users(path: str, create: bool) -> set[bytes]:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         if create:
             return set()
-        raise Exit(ERR_FILE, f"cannot modify file {path}; use '-c' to create it") from None
-    except OSError as exc:
-        raise Exit(ERR_FILE, f"cannot open file {path} for read access: {exc.strerror}") from None
+        raise Exit(ERR_FILE, f"cannot modify file {path}; use '-c' to create it")
+    data = read_file(path)
     try:
         return set(htpasswdfile.users(data, path))
     except htpasswdfile.NotAPasswordFile as exc:

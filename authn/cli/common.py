@@ -59,6 +59,15 @@ def check_user_name(user: bytes, what: str = "username") -> None:
         )
 
 
+def read_file(path: str) -> bytes:
+    """The bytes of ``path``; exit 1 with htpasswd's message when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise Exit(ERR_FILE, f"cannot open file {path} for read access: {exc.strerror}") from None
+
+
 def prompt_password(prompt: str) -> bytes:
     """Read a password from the terminal without echo; Ctrl-C or end of input exits 4."""
     try:

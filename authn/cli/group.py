@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from authn.atomicfile import FileProblem, Original, rewrite
-from authn.cli.common import ERR_BAD_USER, ERR_FILE, Exit, check_user_name, note
+from authn.cli.common import ERR_BAD_USER, ERR_FILE, Exit, check_user_name, note, read_file
 from authn.sources.groupfile import parse_group_file
 from authn.words import split_words
 
@@ -173,11 +173,7 @@ def main(argv: list[str]) -> int:
 
 
 def _list(path: str, *, as_json: bool) -> int:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise Exit(ERR_FILE, f"cannot open file {path} for read access: {exc.strerror}") from None
+    data = read_file(path)
     members: dict[str, list[str]] = {}
     for ln in _group_lines(data):
         members.setdefault(ln.group, [])

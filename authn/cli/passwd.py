@@ -38,6 +38,7 @@ from authn.cli.common import (
     check_user_name,
     note,
     prompt_password,
+    read_file,
     shown,
 )
 
@@ -271,16 +272,8 @@ def run(argv: list[str]) -> int:
     return 0
 
 
-def _read_for_verify(path: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise Exit(ERR_FILE, f"cannot open file {path} for read access: {exc.strerror}") from None
-
-
 def _verify(req: Request) -> int:
-    data = _read_for_verify(req.path)
+    data = read_file(req.path)
     try:
         line = htpasswdfile.find(data, req.user, req.path)
     except htpasswdfile.NotAPasswordFile as exc:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 from authn import hashes, htpasswdfile
 from authn.atomicfile import FileProblem, Original, rewrite
-from authn.cli.common import ERR_BAD_USER, ERR_FILE, ERR_INVALID, Exit, note, shown
+from authn.cli.common import ERR_BAD_USER, ERR_FILE, ERR_INVALID, Exit, note, read_file, shown
 from authn.cli.passwd import DEFAULT_BCRYPT_COST
 from authn.sources.passwordfile import parse_password_file
 
@@ -49,14 +49,6 @@ def describe(user: str, stored: str) -> UserInfo:
     if info.scheme.startswith("sha") and info.cost is not None and info.cost < MIN_SHA_ROUNDS:
         weak = f"{info.cost} rounds is below {MIN_SHA_ROUNDS}"
     return UserInfo(user, info.scheme, info.cost, disabled, weak)
-
-
-def read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise Exit(ERR_FILE, f"cannot open file {path} for read access: {exc.strerror}") from None
 
 
 def list_users(path: str, *, as_json: bool, weak_only: bool) -> int:
