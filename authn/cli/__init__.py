@@ -1,0 +1,1 @@
+"""The ``authn`` admin command (see :mod:`authn.cli.main`)."""

@@ -1,0 +1,289 @@
+"""``authn check``: the Apache configuration mistakes that silently switch protection off.
+
+Each finding is one line ``FILE:LINE: what is wrong; fix: what to do``. Exit 0 when nothing
+is wrong, 1 when something is, 2 when the configuration cannot be read. What is checked:
+
+* mod_auth_basic loaded before mod_python (Debian's default order) with an authn block that
+  lacks the workaround (``AuthBasicAuthoritative Off`` + ``AuthUserFile /dev/null``, as in
+  conf/authn-basic.conf): every request with a password then gets 500;
+* an auth block (``AuthType`` or ``PythonOption authn.source``) with no ``Require`` that
+  needs a user: Apache grants everything and never asks for a password;
+* ``PythonAuthenHandler``/``PythonAuthzHandler``/``PythonAccessHandler`` inside
+  ``<Location>``/``<LocationMatch>``: static files and PHP behind it answer 404;
+* ``PythonDebug On`` (tracebacks go to the client);
+* password and group files (``authn.file``, ``authn.groupfile``, ``AuthUserFile``,
+  ``AuthGroupFile``) that are missing, that the Apache user cannot read, or that sit under a
+  ``DocumentRoot`` (downloadable);
+* ``authn.*`` options: unknown keys and bad values (by :mod:`authn.settings`, the same rules
+  the server applies), and blocks whose option set is incomplete;
+* blocks that set ``authn.source`` while no ``PythonAuthenHandler authn.handlers`` stands at
+  server level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import os
+import pwd
+import stat
+from collections.abc import Iterable
+
+from authn.cli.apacheconf import Config, Directive, Section, read_config
+from authn.settings import ACTIVATE_AUTHN, OPTIONS, PREFIX, parse_settings
+from authn.verdict import ConfigError
+
+AUTH_HANDLERS = ("pythonauthenhandler", "pythonauthzhandler", "pythonaccesshandler")
+USER_REQUIRES = ("valid-user", "user", "group", "ldap-user", "ldap-group", "ldap-dn", "file-group")
+DEFAULT_RUN_USER = "www-data"
+
+
+class Findings:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, where: str, problem: str, fix: str) -> None:
+        line = f"{where}: {problem}; fix: {fix}"
+        if line not in self.lines:
+            self.lines.append(line)
+
+
+def _options(directives: Iterable[Directive]) -> list[tuple[Directive, str, str]]:
+    out = []
+    for d in directives:
+        if d.name == "pythonoption" and d.args and d.args[0].startswith(PREFIX):
+            out.append((d, d.args[0], d.args[1] if len(d.args) > 1 else ""))
+    return out
+
+
+def _effective(config: Config, block: tuple[Section, ...]) -> list[Directive]:
+    """The directives that apply inside ``block``: its own and those of the sections around."""
+    return [d for d in config.directives if block[: len(d.sections)] == d.sections]
+
+
+def _module_order(config: Config) -> tuple[Directive | None, Directive | None]:
+    basic = python = None
+    for d in config.directives:
+        if d.name == "loadmodule" and d.args:
+            if d.args[0] == "auth_basic_module" and basic is None:
+                basic = d
+            elif d.args[0] == "python_module" and python is None:
+                python = d
+    return basic, python
+
+
+def check(config: Config) -> list[str]:
+    findings = Findings()
+    for problem in config.problems:
+        findings.add(problem.split(": ", 1)[0], problem.split(": ", 1)[-1], "correct the file")
+    _check_debug(config, findings)
+    _check_handler_places(config, findings)
+    _check_options(config, findings)
+    _check_blocks(config, findings)
+    _check_files(config, findings)
+    return findings.lines
+
+
+def _check_debug(config: Config, findings: Findings) -> None:
+    for d in config.directives:
+        if d.name == "pythondebug" and d.args and d.args[0].lower() == "on":
+            findings.add(
+                d.where,
+                "PythonDebug On sends Python tracebacks (paths, settings) to every client",
+                "set PythonDebug Off",
+            )
+
+
+def _check_handler_places(config: Config, findings: Findings) -> None:
+    for d in config.directives:
+        if d.name in AUTH_HANDLERS and any(s.name in ("location", "locationmatch") for s in d.sections):
+            findings.add(
+                d.where,
+                f"{d.args[0] if d.args else ''} {d.name} inside {d.sections[-1]}: mod_python then "
+                "skips mapping the URL to a file, so static files and PHP answer 404".strip(),
+                "remove it here and Include conf/authn.conf once at server level; keep only the "
+                "PythonOption lines in the <Location>",
+            )
+
+
+def _check_options(config: Config, findings: Findings) -> None:
+    for d, key, value in _options(config.directives):
+        option = OPTIONS.get(key)
+        if option is None:
+            try:
+                parse_settings([(key, value)])
+            except ConfigError as exc:
+                findings.add(d.where, str(exc), "use one of the keys in the README's option table")
+            continue
+        try:
+            option.parse(value)
+        except ValueError as exc:
+            findings.add(d.where, f"{key}: bad value {value!r}: {exc}", "correct the value")
+
+
+def _auth_blocks(config: Config) -> dict[tuple[Section, ...], Directive]:
+    """Each section that sets AuthType or authn.source itself, with the line that does."""
+    blocks: dict[tuple[Section, ...], Directive] = {}
+    for d in config.directives:
+        if d.name == "authtype" or (d.name == "pythonoption" and d.args and d.args[0] == ACTIVATE_AUTHN):
+            if d.sections and d.sections not in blocks:
+                blocks[d.sections] = d
+    return blocks
+
+
+def _check_blocks(config: Config, findings: Findings) -> None:
+    basic, python = _module_order(config)
+    basic_first = basic is not None and python is not None and basic_before(config, basic, python)
+    handler_at_server_level = any(
+        d.name == "pythonauthenhandler" and d.args and d.args[0] == "authn.handlers"
+        for d in config.directives
+        if not any(s.name in ("location", "locationmatch") for s in d.sections)
+    )
+    for block, first in _auth_blocks(config).items():
+        where = f"{block[-1].file}:{block[-1].line}"
+        effective = _effective(config, block)
+        names = {d.name: d for d in effective}
+        authtype = names.get("authtype")
+        if authtype is not None and authtype.args and authtype.args[0].lower() == "none":
+            continue
+        requires = [d for d in effective if d.name == "require"]
+        if not any(d.args and d.args[0].lower() in USER_REQUIRES for d in requires):
+            findings.add(
+                where,
+                f"{block[-1]} sets up authentication ({first.where}) but has no Require that "
+                "needs a user, so Apache grants every request and never asks for a password",
+                "add 'Require valid-user' (or Require user/group ...) to the block",
+            )
+        opts = _options(effective)
+        if not any(key == ACTIVATE_AUTHN for _, key, _ in opts):
+            continue
+        try:
+            parse_settings([(key, value) for _, key, value in opts if key in OPTIONS])
+        except ConfigError as exc:
+            findings.add(where, f"{block[-1]}: {exc}", "add the missing PythonOption line")
+        if not handler_at_server_level:
+            findings.add(
+                where,
+                f"{block[-1]} sets {ACTIVATE_AUTHN} but no 'PythonAuthenHandler authn.handlers' "
+                "stands at server level, so authn never runs",
+                "Include conf/authn.conf in the main server config (see 'authn apache-config')",
+            )
+        off = names.get("authbasicauthoritative")
+        workaround = off is not None and off.args and off.args[0].lower() == "off"
+        if basic_first and not workaround:
+            assert basic is not None
+            findings.add(
+                where,
+                f"mod_auth_basic is loaded ({basic.where}) before mod_python, and {block[-1]} "
+                "does not make it step aside: every request with a password gets 500",
+                "Include conf/authn-basic.conf in the block (AuthBasicAuthoritative Off and "
+                "AuthUserFile /dev/null), or load mod_python first",
+            )
+
+
+def basic_before(config: Config, basic: Directive, python: Directive) -> bool:
+    return config.directives.index(basic) < config.directives.index(python)
+
+
+def _run_user(config: Config) -> str:
+    for d in config.directives:
+        if d.name == "user" and d.args and not d.sections:
+            return d.args[0]
+    return DEFAULT_RUN_USER
+
+
+def _can_read(path: str, user: str) -> str | None:
+    """None when ``user`` can read ``path``, else why not."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return f"the Apache user {user} does not exist on this machine"
+    uid = entry.pw_uid
+    gids = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    if uid == 0:
+        return None
+    parts = os.path.abspath(path).split(os.sep)
+    for i in range(1, len(parts) + 1):
+        current = os.sep.join(parts[:i]) or os.sep
+        try:
+            st = os.stat(current)
+        except OSError as exc:
+            return f"{current}: {exc.strerror}"
+        need = stat.S_IROTH if i == len(parts) else stat.S_IXOTH
+        shift = 6 if st.st_uid == uid else 3 if st.st_gid in gids else 0
+        if not st.st_mode & (need << shift):
+            what = "read" if i == len(parts) else "enter"
+            return f"{user} cannot {what} {current} (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def _check_files(config: Config, findings: Findings) -> None:
+    user = _run_user(config)
+    roots = [os.path.realpath(d.args[0]) for d in config.directives if d.name == "documentroot" and d.args]
+    for d in config.directives:
+        if d.name in ("authuserfile", "authgroupfile") and d.args:
+            path = d.args[0]
+        elif (
+            d.name == "pythonoption"
+            and len(d.args) > 1
+            and d.args[0]
+            in (
+                "authn.file",
+                "authn.groupfile",
+            )
+        ):
+            path = d.args[1]
+        else:
+            continue
+        if path == "/dev/null" or not os.path.isabs(path):
+            continue
+        if not os.path.exists(path):
+            findings.add(d.where, f"{path} does not exist", "create it with 'authn passwd -c'")
+            continue
+        why = _can_read(path, user)
+        if why is not None:
+            findings.add(
+                d.where,
+                f"the Apache user cannot read {path}: {why}",
+                f"chgrp {user} {path} && chmod 0640 {path}",
+            )
+        real = os.path.realpath(path)
+        for root in roots:
+            if os.path.commonpath([real, root]) == root:
+                findings.add(
+                    d.where,
+                    f"{path} is under the DocumentRoot {root}: anybody can download the hashes",
+                    "move it outside every DocumentRoot, e.g. /etc/apache2/authn/",
+                )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="authn check",
+        description="Check an Apache configuration for the mistakes that switch protection "
+        "off or break it. Prints FILE:LINE: problem; fix: ... for each; exit 1 if any.",
+        epilog="examples:\n  authn check /etc/apache2            (Debian's config folder)\n"
+        "  authn check /etc/httpd/conf/httpd.conf",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "config",
+        nargs="?",
+        default="/etc/apache2",
+        help="main config file, or a server's config folder (default: /etc/apache2)",
+    )
+    args = parser.parse_args(argv)
+    config = read_config(args.config)
+    if not config.directives:
+        for problem in config.problems:
+            print(f"authn check: {problem}")
+        print(f"authn check: nothing to check in {args.config}")
+        return 2
+    lines = check(config)
+    for line in lines:
+        print(line)
+    if lines:
+        print(f"authn check: {len(lines)} problem(s) found")
+        return 1
+    print(f"authn check: {args.config}: no problem found")
+    return 0

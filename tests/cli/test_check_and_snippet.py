@@ -1,0 +1,147 @@
+"""``authn check`` on the recommended layout and on a config full of mistakes;
+``authn apache-config`` output pasted into a real Apache."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import authn
+from tests.harness.apache import CONF_DIR, Apache
+
+
+def _protected_block(users: Path, site: Path) -> str:
+    return f"""
+Alias /private "{site}"
+<Directory "{site}">
+    Require all granted
+</Directory>
+<Location /private>
+    Include "{CONF_DIR}/authn-basic.conf"
+    AuthName "Private area"
+    PythonOption authn.file "{users}"
+    Require valid-user
+</Location>
+"""
+
+
+def test_the_recommended_layout_is_clean(scratch: Path) -> None:
+    users = scratch / "users"
+    assert authn("passwd", "-cbB", "-C", "4", users, "alice", "pw").returncode == 0
+    users.chmod(0o644)
+    site = scratch / "site"
+    site.mkdir()
+    server = Apache(
+        scratch / "apache",
+        _protected_block(users, site),
+        server_conf=f'Include "{CONF_DIR}/authn.conf"',
+    )
+    conf = server.write_config()
+    got = authn("check", conf)
+    assert got.returncode == 0, got.stdout.decode()
+
+
+def test_each_mistake_is_reported_with_file_line_and_fix(scratch: Path) -> None:
+    docroot = scratch / "htdocs"
+    docroot.mkdir()
+    (docroot / ".htpasswd").write_text("alice:$apr1$x$y\n")
+    secret = scratch / "secret"
+    secret.mkdir(mode=0o700)
+    (secret / "users").write_text("alice:$apr1$x$y\n")
+    (scratch / "sites").mkdir()
+    main = scratch / "main.conf"
+    main.write_text(
+        f"""ServerRoot "{scratch}"
+User www-data
+LoadModule auth_basic_module /usr/lib/apache2/modules/mod_auth_basic.so
+LoadModule python_module /usr/lib/apache2/modules/mod_python.so
+DocumentRoot "{docroot}"
+PythonDebug On
+IncludeOptional sites/*.conf
+"""
+    )
+    site = scratch / "sites" / "one.conf"
+    site.write_text(
+        f"""<Location /no-require>
+    AuthType Basic
+    AuthName "x"
+    AuthUserFile "{docroot}/.htpasswd"
+</Location>
+<Location /handler>
+    PythonAuthenHandler authn.handlers
+    PythonOption authn.source file
+    PythonOption authn.fiel /etc/users
+    PythonOption authn.file relative/users
+    Require valid-user
+</Location>
+<Directory /srv>
+    AuthType Basic
+    AuthName "y"
+    PythonOption authn.source file
+    PythonOption authn.file "{secret}/users"
+    Require valid-user
+</Directory>
+"""
+    )
+    got = authn("check", main)
+    out = got.stdout.decode()
+    assert got.returncode == 1, out
+    expected = [
+        (f"{main}:6:", "PythonDebug On"),
+        (f"{site}:1:", "no Require"),
+        (f"{site}:4:", "under the DocumentRoot"),
+        (f"{site}:7:", "404"),
+        (f"{site}:9:", "did you mean authn.file"),
+        (f"{site}:10:", "absolute path"),
+        (f"{site}:13:", "before mod_python"),
+        (f"{site}:17:", "cannot"),
+    ]
+    for prefix, words in expected:
+        assert any(ln.startswith(prefix) and words in ln and "; fix: " in ln for ln in out.splitlines()), (
+            prefix,
+            words,
+            out,
+        )
+    if Path("/etc/passwd").read_text().count("www-data:"):
+        assert "www-data cannot enter" in out
+
+
+def _status(server: Apache, path: str, user: str, password: str) -> int:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Basic {token}"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+@pytest.mark.apache
+@pytest.mark.parametrize("inline", [False, True])
+def test_the_printed_snippet_works_in_apache(
+    scratch: Path, start_apache: Callable[..., Apache], inline: bool
+) -> None:
+    got = authn("apache-config", *(["--inline"] if inline else []), check=True)
+    snippet = got.stdout.decode()
+    server_part = snippet.split("<Location /private>")[0]
+    users = scratch / "users"
+    assert authn("passwd", "-cbB", "-C", "4", users, "alice", "pw").returncode == 0
+    users.chmod(0o644)
+    site = scratch / "site"
+    site.mkdir()
+    (site / "index.html").write_text("hi\n")
+    block = snippet[snippet.index("<Location /private>") :].replace("/etc/apache2/authn/users", str(users))
+    body = f'Alias /private "{site}"\n<Directory "{site}">\n Require all granted\n</Directory>\n'
+    server = start_apache(body + block, server_conf=server_part)
+    assert _status(server, "/private/index.html", "alice", "pw") == 200
+    assert _status(server, "/private/index.html", "alice", "nope") == 401
+    proc = server.proc
+    server.stop()
+    if proc is not None and proc.stdout is not None:  # a harness that kept a pipe open
+        proc.stdout.close()
