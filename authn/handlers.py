@@ -25,12 +25,17 @@ from typing import Any
 
 from mod_python import apache
 
+from authn import status
 from authn.authenticator import authenticator_for
+from authn.basicauth import basic_user
+from authn.lockout import Decision, lockout_for
 from authn.logtext import quote
-from authn.settings import ACTIVATE_AUTHN, ACTIVATE_AUTHZ
+from authn.settings import ACTIVATE_AUTHN, ACTIVATE_AUTHZ, settings_for
 from authn.verdict import ConfigError, SourceUnavailable, Verdict
 
 _VERDICT_ATTR = "authn_verdict"
+_LOCKOUT_ATTR = "authn_lockout"  # the access handler's Decision, read by authenhandler
+HTTP_TOO_MANY_REQUESTS = 429
 
 
 class _ApacheLogHandler(logging.Handler):
@@ -100,7 +105,20 @@ def authenhandler(req: Any) -> int:
             f"(user={quote(user)} client={_client(req)})",
             apache.APLOG_ERR,
         )
+        # --- lockout: one denial line per refused request, with its reason ---
+        down = "file unreadable" if exc.source == "file" else "directory down"
+        _log_denial(req, user, exc.source, down)
+        # --- end lockout ---
         return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+    # --- lockout: count the verdict (never a fault) for the access handler's next decision ---
+    lockout = lockout_for(authenticator.settings)
+    if lockout is not None:
+        seen: Decision | None = getattr(req, _LOCKOUT_ATTR, None)
+        if verdict.granted:
+            lockout.succeeded(_client(req), user, seen)
+        else:
+            lockout.failed(_client(req), user)
+    # --- end lockout ---
     if verdict.granted:
         setattr(req, _VERDICT_ATTR, verdict)
         return int(apache.OK)
@@ -137,5 +155,44 @@ def authzhandler(req: Any) -> int:
 
 
 def accesshandler(req: Any) -> int:
-    """PythonAccessHandler: no access rule yet; declines without any work."""
-    return int(apache.DECLINED)
+    """PythonAccessHandler: the lockout gate, before any password is checked.
+
+    Where ``authn.source`` is set and ``authn.lockout`` is on, a client address or a
+    (user, address) pair with too many recent failures gets 429 with ``Retry-After`` and one
+    denial line (reason "locked out"); the password is not looked at. Everything else
+    declines: elsewhere at once, here after one read of the counters. A counter store that
+    is down lets the request through (logged by :mod:`authn.lockout`).
+    """
+    options = req.get_options()
+    if ACTIVATE_AUTHN not in options:
+        return int(apache.DECLINED)
+    try:
+        lockout = lockout_for(settings_for(options))
+    except ConfigError as exc:
+        return _config_error(req, exc)
+    if lockout is None:
+        return int(apache.DECLINED)
+    user = basic_user(req.headers_in.get("Authorization"))
+    decision = lockout.check(_client(req), user)
+    setattr(req, _LOCKOUT_ATTR, decision)
+    if not decision.locked:
+        return int(apache.DECLINED)
+    req.err_headers_out["Retry-After"] = str(decision.retry_after)
+    _log_denial(req, user or "", "lockout", "locked out")
+    return HTTP_TOO_MANY_REQUESTS
+
+
+def statushandler(req: Any) -> int:
+    """PythonHandler ``authn.handlers::statushandler``: the status page (:mod:`authn.status`).
+
+    ``?format=prometheus`` (or an ``Accept`` that names ``text/plain; version=0.0.4``) gives
+    Prometheus text; anything else a plain-text page for people.
+    """
+    prometheus = "format=prometheus" in (req.args or "") or "version=0.0.4" in (
+        req.headers_in.get("Accept") or ""
+    )
+    text = status.render(req.get_options(), prometheus=prometheus)
+    req.content_type = status.PROMETHEUS_TYPE if prometheus else "text/plain; charset=utf-8"
+    req.headers_out["Cache-Control"] = "no-store"
+    req.write(text.encode("utf-8"))
+    return int(apache.OK)
