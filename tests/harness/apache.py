@@ -170,6 +170,7 @@ class Apache:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # prefork's shutdown signals its whole process group
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
