@@ -36,6 +36,7 @@ WRONG = basic("alice", "guess")
 def start_site(
     start_apache: StartApache, scratch: Path, options: str, server_conf: str = ""
 ) -> Apache:
+    scratch.mkdir(mode=0o755, exist_ok=True)
     users = scratch / "users"
     write_users(users, USERS)
     body = site_body(scratch / "www", users, options)
