@@ -40,17 +40,21 @@ def apr_base64_decode(coded: bytes) -> bytes:
         return b""
 
 
-def parse_basic(header: str | None) -> tuple[str, str] | None:
+def parse_basic(header: str | bytes | None) -> tuple[str, str] | None:
     """``(user, password)`` from an Authorization header value, or None when it is not Basic.
 
-    Never raises: any text gives either None or a pair of Latin-1 strings.
+    ``header`` is the raw bytes, or text as mod_python gives it (UTF-8-decoded; Latin-1 is
+    accepted too). Never raises: any input gives either None or a pair of Latin-1 strings.
     """
     if not header:
         return None
-    try:
-        raw = header.encode("latin-1")
-    except UnicodeEncodeError:
-        raw = header.encode("utf-8", "surrogateescape")
+    if isinstance(header, bytes):
+        raw = header
+    else:
+        try:
+            raw = header.encode("latin-1")
+        except UnicodeEncodeError:
+            raw = header.encode("utf-8", "surrogateescape")
     scheme, _, rest = raw.partition(b" ")
     if scheme.lower() != b"basic":
         return None
@@ -60,7 +64,7 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     return user.decode("latin-1"), password.decode("latin-1")
 
 
-def basic_user(header: str | None) -> str | None:
+def basic_user(header: str | bytes | None) -> str | None:
     """The user name a Basic header claims, or None (no header, another scheme)."""
     parsed = parse_basic(header)
     return None if parsed is None else parsed[0]

@@ -154,6 +154,16 @@ def authzhandler(req: Any) -> int:
     return int(apache.HTTP_UNAUTHORIZED)
 
 
+def _header(req: Any, name: str) -> str | bytes | None:
+    """A request header; its raw bytes when they are not UTF-8 (mod_python's table decodes
+    values as strict UTF-8 and raises: a client must not turn that into a 500)."""
+    try:
+        value = req.headers_in.get(name)
+    except UnicodeDecodeError as exc:
+        return bytes(exc.object)
+    return None if value is None else str(value)
+
+
 def accesshandler(req: Any) -> int:
     """PythonAccessHandler: the lockout gate, before any password is checked.
 
@@ -172,7 +182,7 @@ def accesshandler(req: Any) -> int:
         return _config_error(req, exc)
     if lockout is None:
         return int(apache.DECLINED)
-    user = basic_user(req.headers_in.get("Authorization"))
+    user = basic_user(_header(req, "Authorization"))
     decision = lockout.check(_client(req), user)
     setattr(req, _LOCKOUT_ATTR, decision)
     if not decision.locked:
@@ -188,9 +198,11 @@ def statushandler(req: Any) -> int:
     ``?format=prometheus`` (or an ``Accept`` that names ``text/plain; version=0.0.4``) gives
     Prometheus text; anything else a plain-text page for people.
     """
-    prometheus = "format=prometheus" in (req.args or "") or "version=0.0.4" in (
-        req.headers_in.get("Accept") or ""
-    )
+    try:
+        query = req.args or ""
+    except UnicodeDecodeError:
+        query = ""
+    prometheus = "format=prometheus" in query or "version=0.0.4" in str(_header(req, "Accept"))
     text = status.render(req.get_options(), prometheus=prometheus)
     req.content_type = status.PROMETHEUS_TYPE if prometheus else "text/plain; charset=utf-8"
     req.headers_out["Cache-Control"] = "no-store"

@@ -21,9 +21,7 @@ def write_users(path: Path, users: dict[str, bytes], cost: int = 5) -> None:
     path.chmod(0o644)
 
 
-def site_body(
-    root: Path, users_file: Path, extra_options: str = "", *, status: bool = True
-) -> str:
+def site_body(root: Path, users_file: Path, extra_options: str = "", *, status: bool = True) -> str:
     """A protected folder at /private/ and, when ``status``, the status page at
     /authn-status (protected by the same file) using the shipped conf snippets."""
     (root / "private").mkdir(parents=True, exist_ok=True)
@@ -40,15 +38,16 @@ DocumentRoot "{root}"
 </Directory>
 """
     if status:
-        body += 'Define AUTHN_STATUS_USERS "{users_file}"\nInclude "${{AUTHN_CONF}}/authn-status.conf"\n'.format(
-            users_file=users_file
-        )
+        body += f'Define AUTHN_STATUS_USERS "{users_file}"\n'
+        body += 'Include "${AUTHN_CONF}/authn-status.conf"\n'
     return body
 
 
 def basic(user: str | bytes, password: str | bytes) -> str:
-    raw = (user.encode() if isinstance(user, str) else user) + b":" + (
-        password.encode() if isinstance(password, str) else password
+    raw = (
+        (user.encode() if isinstance(user, str) else user)
+        + b":"
+        + (password.encode() if isinstance(password, str) else password)
     )
     return "Basic " + base64.b64encode(raw).decode()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.adversarial.test_apache_adversarial import raw_request
 from tests.harness.apache import Apache
 from tests.lockout.conftest import RedisServer
 from tests.lockout.site import (
@@ -64,22 +65,30 @@ def test_lockout_refuses_without_checking_the_password(
         assert 1 <= int(reply.headers["retry-after"]) <= 3
     after = status_page(apache.port, prometheus=True)
     # No password was checked for the five: only the status request itself was a success.
-    assert metric(after, "authn_lockout_refused_total") - metric(
-        before, "authn_lockout_refused_total"
-    ) == 5
-    assert metric(after, "authn_lockout_successes_total") - metric(
-        before, "authn_lockout_successes_total"
-    ) == 1
+    assert (
+        metric(after, "authn_lockout_refused_total") - metric(before, "authn_lockout_refused_total")
+        == 5
+    )
+    assert (
+        metric(after, "authn_lockout_successes_total")
+        - metric(before, "authn_lockout_successes_total")
+        == 1
+    )
     assert metric(after, "authn_lockout_failures_total") == metric(
         before, "authn_lockout_failures_total"
     )
+    # Bytes Apache ignores after the base64 text (here not even UTF-8) change nothing.
+    status, _ = raw_request(apache.port, f"Authorization: {GOOD}".encode() + b"=\xe9\r\n")
+    assert status == 429
     lines = denial_lines(apache.error_log_since(offset))
-    assert len(lines) == 5
+    assert len(lines) == 6
     assert all('reason="locked out"' in line and 'user="alice"' in line for line in lines)
     # Another address is not affected, for the same user.
     assert get(apache.port, authorization=GOOD, source="127.0.0.2").status == 200
     # The status page lists the lockout.
-    assert re.search(r'LOCKED\s+user="alice" client=127\.0\.0\.1 failures=3', status_page(apache.port))
+    assert re.search(
+        r'LOCKED\s+user="alice" client=127\.0\.0\.1 failures=3', status_page(apache.port)
+    )
     # The window passes: access returns, and a success clears the pair counter.
     time.sleep(3.2)
     assert get(apache.port, authorization=GOOD).status == 200
@@ -164,7 +173,9 @@ def test_sqlite_folder_unwritable_fails_open(start_apache: StartApache, scratch:
 
 def test_lockout_off_and_bad_option(start_apache: StartApache, scratch: Path) -> None:
     apache = start_site(
-        start_apache, scratch, "PythonOption authn.lockout off\nPythonOption authn.lockout.threshold 1"
+        start_apache,
+        scratch,
+        "PythonOption authn.lockout off\nPythonOption authn.lockout.threshold 1",
     )
     for _ in range(3):
         assert get(apache.port, authorization=WRONG).status == 401

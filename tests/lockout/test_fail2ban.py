@@ -49,7 +49,11 @@ def test_fail2ban_regex_counts_guesses_by_the_client_field(
         ("127.0.0.3", basic("carol", "x"), 401),  # account disabled
         ("127.0.0.3", basic("alice", ""), 401),  # empty password
         # A user name that imitates the fields after it: counted for its sender only.
-        ("127.0.0.4", basic('x" client=10.9.9.9 source=file reason="bad password" uri="', "x"), 401),
+        (
+            "127.0.0.4",
+            basic('x" client=10.9.9.9 source=file reason="bad password" uri="', "x"),
+            401,
+        ),
     ]
     for source, header, status in sent:
         assert get(port, authorization=header, source=source).status == status
