@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import socket
 import subprocess
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_program
+from tests.conftest import need, need_program
 from tests.harness.apache import free_port
 
 
@@ -59,6 +60,7 @@ class RedisServer:
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    need(None if importlib.util.find_spec("redis") else "pip install redis (authn[redis])")
     server = RedisServer(need_program("redis-server", "redis-server"), tmp_path)
     server.start()
     yield server
