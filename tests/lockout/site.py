@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import http.client
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +105,3 @@ def crashes(log: str) -> list[str]:
         if "exit signal" in line or "Segmentation fault" in line or "segfault" in line
     ]
 
-
-def htpasswd_ok() -> bool:
-    return subprocess.run(["htpasswd", "-h"], capture_output=True).returncode in (0, 1, 2)
