@@ -9,6 +9,7 @@ valid users, and the status codes each side got, for lockout on and off.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -42,6 +43,30 @@ def non2xx(output: str) -> int:
     return int(found.group(1)) if found else 0
 
 
+def apache_cpu_seconds(apache: Apache) -> float:
+    """User+system CPU of the Apache parent and its live children (prefork children stay
+    alive here: Min/MaxSpareServers keep them), from /proc: robust on a busy machine."""
+    assert apache.proc is not None
+    pids = [str(apache.proc.pid)]
+    pids += Path(f"/proc/{pids[0]}/task/{pids[0]}/children").read_text().split()
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(apache: Apache, seconds: int, headers: dict[str, str]) -> tuple[float, int]:
+    """Apache CPU microseconds per request, and the number of requests, for one wrk run."""
+    log = apache.workdir / "logs" / "access.log"
+    lines_before = log.read_text().count("\n")
+    cpu_before = apache_cpu_seconds(apache)
+    wrk(f"{apache.url}/private/", seconds, headers).communicate()
+    cpu = apache_cpu_seconds(apache) - cpu_before
+    requests = log.read_text().count("\n") - lines_before
+    return cpu / max(requests, 1) * 1e6, requests
+
+
 def main() -> None:
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 8
     scheme = sys.argv[2] if len(sys.argv) > 2 else "bcrypt"
@@ -70,6 +95,8 @@ def main() -> None:
             attacked_p = wrk(url, seconds, valid)
             flood_p = wrk(url, seconds, flood)
             attacked, flooding = attacked_p.communicate()[0], flood_p.communicate()[0]
+            valid_cpu, valid_n = cpu_per_request(apache, seconds, valid)
+            flood_cpu, flood_n = cpu_per_request(apache, seconds, flood)
             log = (work / f"apache-{lockout}" / "logs" / "access.log").read_text()
             codes = re.findall(r'" (\d{3}) ', log)
         finally:
@@ -79,6 +106,10 @@ def main() -> None:
             f"under flood {rps(attacked):.0f} req/s (non-2xx {non2xx(attacked)}) = "
             f"{rps(attacked) / max(rps(alone), 1):.0%}; flood {rps(flooding):.0f} req/s; "
             f"statuses {dict(sorted((c, codes.count(c)) for c in set(codes)))}"
+        )
+        print(
+            f"lockout {lockout}: Apache CPU per valid request {valid_cpu:.0f} us ({valid_n} "
+            f"requests); per flood request {flood_cpu:.0f} us ({flood_n} requests)"
         )
 
 
