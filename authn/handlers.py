@@ -28,12 +28,17 @@ from typing import Any, ClassVar
 
 from mod_python import apache
 
+from authn import status
 from authn.authenticator import Authenticator, authenticator_for
+from authn.basicauth import basic_user
+from authn.lockout import Decision, lockout_for
 from authn.logtext import quote
 from authn.settings import ACTIVATE_AUTHN, ACTIVATE_AUTHZ
 from authn.verdict import ConfigError, SourceUnavailable, Verdict
 
 _VERDICT_ATTR = "authn_verdict"
+_LOCKOUT_ATTR = "authn_lockout"  # the access handler's Decision, read by authenhandler
+HTTP_TOO_MANY_REQUESTS = 429
 
 
 class _ApacheLogHandler(logging.Handler):
@@ -96,6 +101,8 @@ def _unavailable(req: Any, user: str, exc: SourceUnavailable) -> int:
         f"(user={quote(user)} client={_client(req)})",
         apache.APLOG_ERR,
     )
+    # one denial line per refused request too, for fail2ban and people reading the log
+    _log_denial(req, user, exc.source, "file unreadable" if exc.source == "file" else "directory down")
     return exc.status
 
 
@@ -129,6 +136,15 @@ def authenhandler(req: Any) -> int:
         verdict = authenticator.authenticate(user, password.encode("latin-1"))
     except SourceUnavailable as exc:
         return _unavailable(req, user, exc)
+    # --- lockout: count the verdict (never a fault) for the access handler's next decision ---
+    lockout = lockout_for(authenticator.settings)
+    if lockout is not None:
+        seen: Decision | None = getattr(req, _LOCKOUT_ATTR, None)
+        if verdict.granted:
+            lockout.succeeded(_client(req), user, seen)
+        else:
+            lockout.failed(_client(req), user)
+    # --- end lockout ---
     if verdict.granted:
         setattr(req, _VERDICT_ATTR, verdict)
         _export(req, verdict, authenticator.settings.ldap_remote_user_attribute)
@@ -162,6 +178,54 @@ def authzhandler(req: Any) -> int:
     return int(apache.HTTP_UNAUTHORIZED)
 
 
+def _header(req: Any, name: str) -> str | bytes | None:
+    """A request header; its raw bytes when they are not UTF-8 (mod_python's table decodes
+    values as strict UTF-8 and raises: a client must not turn that into a 500)."""
+    try:
+        value = req.headers_in.get(name)
+    except UnicodeDecodeError as exc:
+        return bytes(exc.object)
+    return None if value is None else str(value)
+
+
 def accesshandler(req: Any) -> int:
-    """PythonAccessHandler: no access rule yet; declines without any work."""
-    return int(apache.DECLINED)
+    """PythonAccessHandler: the lockout gate, before any password is checked.
+
+    Where ``authn.source`` is set and ``authn.lockout`` is on, a client address or a
+    (user, address) pair with too many recent failures gets 429 with ``Retry-After`` and one
+    denial line (reason "locked out"); the password is not looked at. Everything else
+    declines: elsewhere at once, here after one read of the counters. A counter store that
+    is down lets the request through (logged by :mod:`authn.lockout`).
+    """
+    authenticator = _authenticator_or_status(req, ACTIVATE_AUTHN)
+    if isinstance(authenticator, int):
+        return authenticator
+    lockout = lockout_for(authenticator.settings)
+    if lockout is None:
+        return int(apache.DECLINED)
+    user = basic_user(_header(req, "Authorization"))
+    decision = lockout.check(_client(req), user)
+    setattr(req, _LOCKOUT_ATTR, decision)
+    if not decision.locked:
+        return int(apache.DECLINED)
+    req.err_headers_out["Retry-After"] = str(decision.retry_after)
+    _log_denial(req, user or "", "lockout", "locked out")
+    return HTTP_TOO_MANY_REQUESTS
+
+
+def statushandler(req: Any) -> int:
+    """PythonHandler ``authn.handlers::statushandler``: the status page (:mod:`authn.status`).
+
+    ``?format=prometheus`` (or an ``Accept`` that names ``text/plain; version=0.0.4``) gives
+    Prometheus text; anything else a plain-text page for people.
+    """
+    try:
+        query = req.args or ""
+    except UnicodeDecodeError:
+        query = ""
+    prometheus = "format=prometheus" in query or "version=0.0.4" in str(_header(req, "Accept"))
+    text = status.render(req.get_options(), prometheus=prometheus)
+    req.content_type = status.PROMETHEUS_TYPE if prometheus else "text/plain; charset=utf-8"
+    req.headers_out["Cache-Control"] = "no-store"
+    req.write(text.encode("utf-8"))
+    return int(apache.OK)

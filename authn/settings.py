@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from authn import lockout as _lockout  # lockout: parsers and defaults of authn.lockout.*
 from authn.sources.ldapurl import LdapURL, parse_ldap_url
 from authn.verdict import ConfigError
 from authn.words import split_words
@@ -50,6 +51,15 @@ class Settings:
     ldap_attributes: tuple[str, ...] = ()
     ldap_remote_user_attribute: str | None = None
     ldap_timeout: float = 5.0
+    # --- lockout (authn.lockout.*) ---
+    lockout: bool = True
+    lockout_threshold: int = _lockout.DEFAULT_THRESHOLD
+    lockout_client_threshold: int = _lockout.DEFAULT_CLIENT_THRESHOLD
+    lockout_window: int = _lockout.DEFAULT_WINDOW
+    lockout_store: str = "sqlite"
+    lockout_dir: str | None = None
+    lockout_redis: str | None = None
+    # --- end lockout ---
 
 
 # --- value parsers: each returns the value or raises ValueError("what is accepted") --------
@@ -224,6 +234,50 @@ OPTIONS: dict[str, Option] = {
             "REMOTE_USER is this attribute of the user's entry instead of the login",
         ),
         Option("authn.ldap.timeout", "ldap_timeout", _timeout, "network and operation timeout"),
+        # --- lockout (authn.lockout.*) ---
+        Option(
+            "authn.lockout",
+            "lockout",
+            _lockout.parse_switch,
+            "on (default) or off: refuse guessing clients with 429 before any password check",
+        ),
+        Option(
+            "authn.lockout.threshold",
+            "lockout_threshold",
+            _lockout.parse_count,
+            "failures of one user from one address that lock that pair out (default 10)",
+        ),
+        Option(
+            "authn.lockout.client_threshold",
+            "lockout_client_threshold",
+            _lockout.parse_count,
+            "failures from one address, any users, that lock the address out (default 100)",
+        ),
+        Option(
+            "authn.lockout.window",
+            "lockout_window",
+            _lockout.parse_seconds,
+            "seconds from the first failure until a counter resets (default 600)",
+        ),
+        Option(
+            "authn.lockout.store",
+            "lockout_store",
+            _lockout.parse_store,
+            "where counters live: sqlite (default, this machine) or redis (several machines)",
+        ),
+        Option(
+            "authn.lockout.dir",
+            "lockout_dir",
+            _absolute_path,
+            "folder for the sqlite counters, writable by the Apache user only",
+        ),
+        Option(
+            "authn.lockout.redis",
+            "lockout_redis",
+            _lockout.parse_redis_url,
+            "Redis URL for authn.lockout.store redis, such as redis://10.0.0.5:6379/0",
+        ),
+        # --- end lockout ---
     )
 }
 
@@ -261,6 +315,14 @@ def _check_consistency(settings: Settings) -> None:
             "authn.require.group",
             "needs a place to look groups up; set authn.groupfile to an AuthGroupFile-format file",
         )
+    # --- lockout (authn.lockout.*) ---
+    if settings.lockout and settings.lockout_store == "redis" and settings.lockout_redis is None:
+        raise ConfigError(
+            "authn.lockout.redis",
+            "missing; authn.lockout.store redis needs the server's URL "
+            "(PythonOption authn.lockout.redis redis://127.0.0.1:6379/0)",
+        )
+    # --- end lockout ---
 
 
 def _check_ldap(settings: Settings) -> None:

@@ -1,0 +1,397 @@
+"""Lockout and throttling of password guessing: the policy, its counters and its options.
+
+What is counted
+---------------
+Every failed password check (unknown user, wrong password, empty password, disabled account)
+counts one failure under two keys, both tied to the client address Apache gives us
+(``req.useragent_ip``; behind a proxy, mod_remoteip sets it from the proxy's header; we never
+read a forwarding header ourselves):
+
+* the **pair** key, (user, client address): once ``authn.lockout.threshold`` failures
+  (default 10) are counted within the window, that user is locked out *from that address
+  only*;
+* the **client** key, the address alone: once ``authn.lockout.client_threshold`` failures
+  (default 100) are counted for any users, the whole address is locked out, which stops one
+  address from trying many user names.
+
+Nothing is counted per user alone, on purpose: a counter that any address could raise would
+let an attacker lock a real user out from everywhere, the user's own address included. A
+guesser elsewhere therefore never locks the user out; what the guesser can do from one
+address is ``threshold`` guesses per user and ``client_threshold`` guesses in all per window.
+
+A window starts with the first failure of a key and lasts ``authn.lockout.window`` seconds
+(default 600); the counter then starts again from zero. While a key is locked its requests
+are refused before any password is checked (429 with ``Retry-After``) and are not counted, so
+the lockout ends at a time known in advance. A successful login clears the pair counter (a
+user who mistyped is not punished later), never the client counter: one valid account must
+not let an address reset its budget for guessing others.
+
+A store that cannot answer makes the lockout fail open: requests are authenticated as if no
+lockout were configured, one error line is logged when the store goes down (and once a
+minute while it stays down), one when it answers again. The store is not asked again for
+:data:`RETRY_SECONDS` after a fault, so a dead Redis costs no time per request.
+
+Nothing here imports ``mod_python``: :mod:`authn.handlers` asks :meth:`Lockout.check` in the
+access handler and calls :meth:`Lockout.failed` / :meth:`Lockout.succeeded` in the
+authentication handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from authn.lockoutstore import (
+    Count,
+    LockoutStore,
+    RedisStore,
+    SqliteStore,
+    StoreUnavailable,
+    default_folder,
+)
+
+if TYPE_CHECKING:
+    from authn.settings import Settings
+
+log = logging.getLogger("authn")
+
+RETRY_SECONDS = 5.0  #: after a store fault, the store is left alone this long
+REMIND_SECONDS = 60.0  #: while the store stays down, a reminder line this often
+MAX_USER_IN_KEY = 256  #: longer names are cut in keys: only an attacker's junk shares a prefix
+STORES = ("sqlite", "redis")
+
+DEFAULT_THRESHOLD = 10
+DEFAULT_CLIENT_THRESHOLD = 100
+DEFAULT_WINDOW = 600
+
+
+# --- option value parsers (used by authn.settings): return the value or raise ValueError ----
+
+
+def parse_switch(value: str) -> bool:
+    word = value.strip().lower()
+    if word in ("on", "yes", "true", "1"):
+        return True
+    if word in ("off", "no", "false", "0"):
+        return False
+    raise ValueError("use on or off")
+
+
+def parse_count(value: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError("give a whole number of failures, 1 or more, such as 10") from None
+    if not 1 <= number <= 1_000_000:
+        raise ValueError("give a whole number of failures from 1 to 1000000")
+    return number
+
+
+def parse_seconds(value: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError("give a whole number of seconds, such as 600") from None
+    if not 1 <= number <= 7 * 86400:
+        raise ValueError("give a number of seconds from 1 to 604800 (a week)")
+    return number
+
+
+def parse_store(value: str) -> str:
+    word = value.strip().lower()
+    if word not in STORES:
+        raise ValueError(f"use one of: {', '.join(STORES)}")
+    return word
+
+
+def parse_redis_url(value: str) -> str:
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("give a URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)")
+    return value
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+def client_key(client: str) -> str:
+    return f"c {client}"
+
+
+def pair_key(client: str, user: str) -> str:
+    return f"u {client} {user[:MAX_USER_IN_KEY]}"
+
+
+def describe_key(key: str) -> tuple[str, str, str | None]:
+    """``(kind, client, user)`` of a key, kind "client" or "pair" (for the status page)."""
+    kind, _, rest = key.partition(" ")
+    if kind == "u":
+        client, _, user = rest.partition(" ")
+        return "pair", client, user
+    return "client", rest, None
+
+
+# --- the policy ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Thresholds and window; see the module docstring."""
+
+    threshold: int = DEFAULT_THRESHOLD
+    client_threshold: int = DEFAULT_CLIENT_THRESHOLD
+    window: int = DEFAULT_WINDOW
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the lockout says about one request.
+
+    ``locked``: refuse it now, for ``retry_after`` seconds, and ``reason`` says which key.
+    ``pair_failures``: failures counted for this (user, client) when it was looked at, so a
+    success clears the counter only when there is one (no write on the common path).
+    """
+
+    locked: bool = False
+    retry_after: int = 0
+    reason: str = ""
+    pair_failures: int = 0
+
+
+OPEN = Decision()
+
+
+class Stats:
+    """Per-process counters for the status page (plain ints: a lost increment under a thread
+    race is acceptable for statistics, a lock on every request is not)."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.checks = 0  #: requests looked at by the access handler
+        self.refused = 0  #: requests refused with 429
+        self.failures = 0  #: failed password checks counted
+        self.successes = 0  #: successful password checks seen
+        self.cleared = 0  #: pair counters cleared by a success
+        self.store_errors = 0  #: store faults (each one failed open)
+        self.skipped = 0  #: requests let through unchecked while the store was down
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in vars(self).items() if k != "started"}
+
+
+STATS = Stats()
+
+
+class Lockout:
+    """A policy applied with a store. Thread-safe; one per distinct (policy, store)."""
+
+    def __init__(self, policy: Policy, store: LockoutStore) -> None:
+        self.policy = policy
+        self.store = store
+        self._down_since: float | None = None
+        self._retry_at = 0.0
+        self._reminded_at = 0.0
+        self._lock = threading.Lock()
+
+    # -- store health: fail open, retry after a pause, log transitions ---------------------
+
+    def _usable(self) -> bool:
+        if self._down_since is None:
+            return True
+        now = time.monotonic()
+        if now < self._retry_at:
+            STATS.skipped += 1
+            return False
+        return True
+
+    def _fault(self, exc: StoreUnavailable) -> None:
+        STATS.store_errors += 1
+        now = time.monotonic()
+        with self._lock:
+            self._retry_at = now + RETRY_SECONDS
+            if self._down_since is None:
+                self._down_since = self._reminded_at = now
+                log.error(
+                    "authn: lockout store down, failing open (passwords are still checked, "
+                    "nobody is locked out) until it answers again: %s",
+                    exc,
+                )
+            elif now - self._reminded_at >= REMIND_SECONDS:
+                self._reminded_at = now
+                log.error(
+                    "authn: lockout store still down after %.0f s, failing open: %s",
+                    now - self._down_since,
+                    exc,
+                )
+
+    def _recovered(self) -> None:
+        if self._down_since is not None:
+            with self._lock:
+                if self._down_since is not None:
+                    log.error(
+                        "authn: lockout store %s answers again after %.0f s; lockout is back on",
+                        self.store.description,
+                        time.monotonic() - self._down_since,
+                    )
+                    self._down_since = None
+
+    @property
+    def store_down(self) -> bool:
+        return self._down_since is not None
+
+    # -- the three calls of the handlers ---------------------------------------------------
+
+    def check(self, client: str, user: str | None) -> Decision:
+        """May this request go on to authentication? Never raises for store faults."""
+        STATS.checks += 1
+        if not self._usable():
+            return OPEN
+        keys = [client_key(client)]
+        if user is not None:
+            keys.append(pair_key(client, user))
+        try:
+            counts = self.store.get(keys)
+        except StoreUnavailable as exc:
+            self._fault(exc)
+            return OPEN
+        self._recovered()
+        if not counts:
+            return OPEN
+        return self._decide(counts, client, user, refusing=True)
+
+    def _decide(self, counts: dict[str, Count], client: str, user: str | None, *, refusing: bool) -> Decision:
+        now = time.time()
+        pair = counts.get(pair_key(client, user)) if user is not None else None
+        pair_failures = pair.failures if pair is not None else 0
+        locks: list[tuple[float, str]] = []
+        whole = counts.get(client_key(client))
+        if whole is not None and whole.failures >= self.policy.client_threshold:
+            locks.append((whole.expires, "client address locked out"))
+        if pair is not None and pair.failures >= self.policy.threshold:
+            locks.append((pair.expires, "user locked out from this address"))
+        if not locks:
+            return Decision(pair_failures=pair_failures)
+        expires, reason = max(locks)
+        if refusing:
+            STATS.refused += 1
+        return Decision(True, max(1, math.ceil(expires - now)), reason, pair_failures)
+
+    def failed(self, client: str, user: str) -> Decision:
+        """Count a failed password check; the Decision says whether the pair or the client
+        is locked out now (the next request will be refused)."""
+        STATS.failures += 1
+        if not self._usable():
+            return OPEN
+        try:
+            counts = self.store.add_failure([client_key(client), pair_key(client, user)], self.policy.window)
+        except StoreUnavailable as exc:
+            self._fault(exc)
+            return OPEN
+        self._recovered()
+        return self._decide(counts, client, user, refusing=False)
+
+    def succeeded(self, client: str, user: str, seen: Decision | None) -> None:
+        """A successful check: clear the pair counter if the access handler saw one.
+
+        ``seen`` is the access handler's Decision for this request (None when it did not
+        run): then the counter is cleared unconditionally, which costs a write.
+        """
+        STATS.successes += 1
+        if seen is not None and seen.pair_failures == 0:
+            return
+        if not self._usable():
+            return
+        try:
+            self.store.clear(pair_key(client, user))
+        except StoreUnavailable as exc:
+            self._fault(exc)
+            return
+        STATS.cleared += 1
+
+    def top(self, limit: int = 50) -> list[tuple[str, Count]]:
+        """The highest live counters (raises StoreUnavailable)."""
+        return self.store.top(limit)
+
+
+# --- one Lockout per configuration, one store per place -----------------------------------
+
+_stores: dict[tuple[str, str | None], LockoutStore] = {}
+_lockouts: dict[tuple[Policy, str, str | None], Lockout] = {}
+_registry_lock = threading.Lock()
+
+
+def _make_store(kind: str, where: str | None) -> LockoutStore:
+    if kind == "redis":
+        assert where is not None
+        try:
+            return RedisStore(where)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # a bad URL found by redis-py
+            raise StoreUnavailable(f"lockout store redis: cannot use {where!r}: {exc}") from None
+    if where is None:
+        # No folder configured: a private folder under /tmp, one database per Apache instance
+        # (its parent process), shared by every child and thread of that instance.
+        return SqliteStore(default_folder(), f"apache-{os.getppid()}.sqlite3", private=True)
+    return SqliteStore(where)
+
+
+def lockout_for(settings: Settings) -> Lockout | None:
+    """The Lockout of a location's settings, or None when ``authn.lockout`` is off.
+
+    Built once per distinct configuration and kept for the life of the process. A store that
+    cannot even be set up (redis-py missing) gives a Lockout over a store that always fails,
+    so the problem is logged and the site stays up.
+    """
+    if not settings.lockout:
+        return None
+    policy = Policy(settings.lockout_threshold, settings.lockout_client_threshold, settings.lockout_window)
+    where = settings.lockout_redis if settings.lockout_store == "redis" else settings.lockout_dir
+    key = (policy, settings.lockout_store, where)
+    found = _lockouts.get(key)
+    if found is not None:
+        return found
+    with _registry_lock:
+        found = _lockouts.get(key)
+        if found is None:
+            store = _stores.get((settings.lockout_store, where))
+            if store is None:
+                try:
+                    store = _make_store(settings.lockout_store, where)
+                except StoreUnavailable as exc:
+                    store = _BrokenStore(str(exc))
+                _stores[(settings.lockout_store, where)] = store
+            found = _lockouts[key] = Lockout(policy, store)
+    return found
+
+
+def all_lockouts() -> list[Lockout]:
+    """Every Lockout this process has built (for the status page)."""
+    return list(_lockouts.values())
+
+
+class _BrokenStore:
+    """A store that could not be set up: every call fails with the same message."""
+
+    def __init__(self, message: str) -> None:
+        self.description = "unusable"
+        self._message = message
+
+    def _fail(self) -> StoreUnavailable:
+        return StoreUnavailable(self._message)
+
+    def get(self, keys: object) -> dict[str, Count]:
+        raise self._fail()
+
+    def add_failure(self, keys: object, window: int) -> dict[str, Count]:
+        raise self._fail()
+
+    def clear(self, key: str) -> None:
+        raise self._fail()
+
+    def top(self, limit: int) -> list[tuple[str, Count]]:
+        raise self._fail()

@@ -1,0 +1,301 @@
+"""Where the lockout counters live: shared by every Apache child and thread, or by many machines.
+
+A counter is a number of failures under a key, with the wall-clock time at which it resets
+(the end of its window). The window starts with the first failure and is not extended by later
+ones, so a locked-out key is free again at a time known in advance (``Retry-After``).
+
+Two stores, one interface (:class:`LockoutStore`):
+
+* :class:`SqliteStore`, the default: one SQLite database in WAL mode in a folder of the
+  machine. Every child and thread of Apache opens it, so a counter is shared by the whole
+  server; no server process is needed. Reads do not block writers (WAL); a write is one short
+  transaction.
+* :class:`RedisStore`: a Redis server, for several Apache machines behind one load balancer.
+  Expiry is Redis's own (``EXPIRE ... NX``), so the machines' clocks need not agree.
+
+Errors: every fault of the store (file not writable, database locked for too long, Redis not
+answering) raises :class:`StoreUnavailable` with a message that names the store and the fix.
+The caller (:mod:`authn.lockout`) logs it and fails open; the store itself reconnects on the
+next call, so it recovers without a restart. Nothing here imports ``mod_python``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+SQLITE_BUSY_SECONDS = 0.5  #: how long a write waits for another writer before giving up
+PURGE_EVERY_SECONDS = 60.0  #: how often a process deletes expired counters
+REDIS_TIMEOUT_SECONDS = 0.25  #: connect and read timeout for Redis
+REDIS_PREFIX = "authn:lockout:"
+
+
+class StoreUnavailable(Exception):
+    """The counter store cannot answer; the message says which store and what to check."""
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """A live counter: ``failures`` so far, reset at wall-clock time ``expires``."""
+
+    failures: int
+    expires: float
+
+
+class LockoutStore(Protocol):
+    """What every counter store offers. Every method raises StoreUnavailable on faults."""
+
+    description: str  #: for logs and the status page, never a password
+
+    def get(self, keys: Sequence[str]) -> dict[str, Count]:
+        """The live counters among ``keys`` (absent or expired keys are left out)."""
+        ...
+
+    def add_failure(self, keys: Sequence[str], window: int) -> dict[str, Count]:
+        """Count one failure under each key; a key with no live counter starts a new
+        window of ``window`` seconds. Returns the counters after the update."""
+        ...
+
+    def clear(self, key: str) -> None:
+        """Forget the counter under ``key``."""
+        ...
+
+    def top(self, limit: int) -> list[tuple[str, Count]]:
+        """Up to ``limit`` live counters, highest first (for the status page)."""
+        ...
+
+
+# --- SQLite -------------------------------------------------------------------------------
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS counters ("
+    " key TEXT PRIMARY KEY, failures INTEGER NOT NULL, expires REAL NOT NULL"
+    ") WITHOUT ROWID"
+)
+_UPSERT = (
+    "INSERT INTO counters (key, failures, expires) VALUES (?1, 1, ?2 + ?3) "
+    "ON CONFLICT (key) DO UPDATE SET"
+    " failures = CASE WHEN expires <= ?2 THEN 1 ELSE failures + 1 END,"
+    " expires = CASE WHEN expires <= ?2 THEN ?2 + ?3 ELSE expires END "
+    "RETURNING failures, expires"
+)
+
+
+def default_folder() -> str:
+    """The folder used when ``authn.lockout.dir`` is not set: private to the Apache user."""
+    return os.path.join(tempfile.gettempdir(), f"authn-lockout-{os.geteuid()}")
+
+
+class SqliteStore:
+    """Counters in ``<folder>/<name>``, an SQLite database in WAL mode.
+
+    ``private=True`` (the default folder, under /tmp): the folder is created mode 0700 and
+    refused unless it belongs to us and nobody else can write to it, so another local user
+    cannot plant or read counters. Each thread of each process keeps its own connection,
+    opened on first use and reopened after a fault or a fork.
+    """
+
+    def __init__(self, folder: str, name: str = "lockout.sqlite3", *, private: bool = False):
+        self.folder = folder
+        self.path = os.path.join(folder, name)
+        self.private = private
+        self.description = f"sqlite:{self.path}"
+        self._local = threading.local()
+        self._next_purge = 0.0
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        conn = self._open()
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            os.makedirs(self.folder, mode=0o700, exist_ok=True)
+            if self.private:
+                st = os.stat(self.folder)
+                if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                    raise StoreUnavailable(
+                        f"lockout store {self.path}: folder {self.folder} belongs to uid "
+                        f"{st.st_uid} or is writable by others; remove it or set "
+                        "authn.lockout.dir to a folder only the Apache user can write"
+                    )
+            conn = sqlite3.connect(
+                self.path,
+                timeout=SQLITE_BUSY_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # counters may lose a failure on power loss
+            conn.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(
+                f"lockout store {self.path}: cannot open: {exc}; check that the folder exists "
+                "and that the Apache user can write to it (authn.lockout.dir)"
+            ) from None
+        return conn
+
+    def _fault(self, what: str, exc: Exception) -> StoreUnavailable:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        return StoreUnavailable(f"lockout store {self.path}: {what}: {exc}")
+
+    def get(self, keys: Sequence[str]) -> dict[str, Count]:
+        conn = self._connection()
+        marks = ",".join("?" * len(keys))
+        try:
+            rows = conn.execute(
+                f"SELECT key, failures, expires FROM counters WHERE key IN ({marks}) "  # noqa: S608 - only '?' marks
+                "AND expires > ?",
+                (*keys, time.time()),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fault("while reading counters", exc) from None
+        return {key: Count(failures, expires) for key, failures, expires in rows}
+
+    def add_failure(self, keys: Sequence[str], window: int) -> dict[str, Count]:
+        conn = self._connection()
+        now = time.time()
+        counts: dict[str, Count] = {}
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for key in keys:
+                    failures, expires = conn.execute(_UPSERT, (key, now, window)).fetchone()
+                    counts[key] = Count(failures, expires)
+                if now >= self._next_purge:
+                    self._next_purge = now + PURGE_EVERY_SECONDS
+                    conn.execute("DELETE FROM counters WHERE expires <= ?", (now,))
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._fault("while counting a failure", exc) from None
+        return counts
+
+    def clear(self, key: str) -> None:
+        conn = self._connection()
+        try:
+            conn.execute("DELETE FROM counters WHERE key = ?", (key,))
+        except sqlite3.Error as exc:
+            raise self._fault("while clearing a counter", exc) from None
+
+    def top(self, limit: int) -> list[tuple[str, Count]]:
+        conn = self._connection()
+        try:
+            rows = conn.execute(
+                "SELECT key, failures, expires FROM counters WHERE expires > ? "
+                "ORDER BY failures DESC LIMIT ?",
+                (time.time(), limit),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fault("while listing counters", exc) from None
+        return [(key, Count(failures, expires)) for key, failures, expires in rows]
+
+
+# --- Redis --------------------------------------------------------------------------------
+
+
+def _redis_module() -> Any:
+    try:
+        import redis  # optional: only for authn.lockout.store redis
+    except ImportError:
+        raise StoreUnavailable(
+            "lockout store redis: the Python package 'redis' is not installed in Apache's "
+            "venv; install it (pip install 'authn[redis]') or use authn.lockout.store sqlite"
+        ) from None
+    return redis
+
+
+class RedisStore:
+    """Counters in Redis under ``authn:lockout:<key>``, expiring by Redis's own clock.
+
+    ``url`` is a redis-py URL (``redis://host:6379/0``, ``rediss://`` for TLS,
+    ``unix:///run/redis.sock``). Connections come from redis-py's pool, which is thread-safe
+    and reconnects (also after a fork) by itself.
+    """
+
+    def __init__(self, url: str) -> None:
+        redis = _redis_module()
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._client = redis.Redis.from_url(
+            url,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            retry_on_timeout=False,
+        )
+        kwargs = self._client.connection_pool.connection_kwargs
+        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        self.description = f"redis:{where}/{kwargs.get('db', 0)}"  # never the password
+
+    def _fault(self, what: str, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"lockout store {self.description}: {what}: {exc}; check that Redis runs and "
+            "answers at authn.lockout.redis"
+        )
+
+    def get(self, keys: Sequence[str]) -> dict[str, Count]:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(REDIS_PREFIX + key)
+            pipe.pttl(REDIS_PREFIX + key)
+        try:
+            replies = pipe.execute()
+        except self._errors as exc:
+            raise self._fault("while reading counters", exc) from None
+        return self._counts(keys, replies[0::2], replies[1::2])
+
+    @staticmethod
+    def _counts(keys: Sequence[str], values: list[Any], ttls: list[Any]) -> dict[str, Count]:
+        now = time.time()
+        counts: dict[str, Count] = {}
+        for key, value, ttl in zip(keys, values, ttls, strict=True):
+            if value is not None and int(ttl) > 0:
+                counts[key] = Count(int(value), now + int(ttl) / 1000)
+        return counts
+
+    def add_failure(self, keys: Sequence[str], window: int) -> dict[str, Count]:
+        pipe = self._client.pipeline(transaction=True)
+        for key in keys:
+            pipe.incr(REDIS_PREFIX + key)
+            pipe.expire(REDIS_PREFIX + key, window, nx=True)
+            pipe.pttl(REDIS_PREFIX + key)
+        try:
+            replies = pipe.execute()
+        except self._errors as exc:
+            raise self._fault("while counting a failure", exc) from None
+        return self._counts(keys, replies[0::3], replies[2::3])
+
+    def clear(self, key: str) -> None:
+        try:
+            self._client.delete(REDIS_PREFIX + key)
+        except self._errors as exc:
+            raise self._fault("while clearing a counter", exc) from None
+
+    def top(self, limit: int) -> list[tuple[str, Count]]:
+        try:
+            names = []
+            for name in self._client.scan_iter(match=REDIS_PREFIX + "*", count=500):
+                names.append(name.decode("utf-8", "replace")[len(REDIS_PREFIX) :])
+                if len(names) >= 10 * limit:
+                    break
+            counts = self.get(names) if names else {}
+        except self._errors as exc:
+            raise self._fault("while listing counters", exc) from None
+        ranked = sorted(counts.items(), key=lambda item: -item[1].failures)
+        return ranked[:limit]

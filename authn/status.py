@@ -1,0 +1,268 @@
+"""The status page: what this Apache child knows, for people and for Prometheus.
+
+Mounted by an admin like mod_ldap's ``ldap-status`` and protected like any location (see
+``conf/authn-status.conf``); the mod_python entry point is
+``authn.handlers::statushandler``, this module only gathers and renders, without mod_python.
+
+Shown:
+
+* this process: pid, uptime, and the lockout counters of :data:`authn.lockout.STATS`
+  (requests checked, refused with 429, failures and successes counted, store faults);
+* each password or group file this process has loaded: path, entries, when it was loaded,
+  its age, how long the load took, and the warnings its parsing gave;
+* each lockout store in use: up or down, and the highest live counters (client address,
+  user, failures, seconds left), marked ``LOCKED`` when they are past the thresholds;
+* whatever other parts registered with :func:`register` (cache, directory connections).
+
+Counters are per process: with several Apache children, each request shows the child that
+answered it (its pid is on the page and in every Prometheus label set). Lockouts live in the
+shared store, so every child shows the same ones.
+
+Rendering never raises for a store that is down or a file that was never loaded; it says so.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from authn import authenticator, lockout
+from authn.lockoutstore import StoreUnavailable
+from authn.logtext import quote
+from authn.settings import settings_for
+from authn.verdict import AuthnError
+
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_LISTED = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One value for both formats. ``kind`` is a Prometheus type (gauge, counter)."""
+
+    name: str
+    help: str
+    value: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+    kind: str = "gauge"
+
+
+Provider = Callable[[], Iterable[Metric]]
+_providers: list[Provider] = []
+
+
+def register(provider: Provider) -> None:
+    """Add a part's metrics to the page (each provider is called on every render and must
+    not raise; if it does, the page says so and goes on)."""
+    if provider not in _providers:
+        _providers.append(provider)
+
+
+# --- gathering ----------------------------------------------------------------------------
+
+
+def _process_metrics() -> list[Metric]:
+    stats = lockout.STATS
+    helps = {
+        "checks": "requests looked at by the lockout gate",
+        "refused": "requests refused with 429 by the lockout",
+        "failures": "failed password checks counted",
+        "successes": "successful password checks seen",
+        "cleared": "(user, address) counters cleared by a success",
+        "store_errors": "lockout store faults (each one failed open)",
+        "skipped": "requests let through unchecked while the lockout store was down",
+    }
+    metrics = [Metric("authn_process_start_time_seconds", "when this Apache child started", stats.started)]
+    for name, value in stats.as_dict().items():
+        metrics.append(Metric(f"authn_lockout_{name}_total", helps.get(name, name), value, kind="counter"))
+    return metrics
+
+
+def _file_metrics() -> list[Metric]:
+    metrics: list[Metric] = []
+    now = time.time()
+    for (kind, path), source in sorted(authenticator._sources.items()):
+        loaded = getattr(getattr(source, "_file", None), "_loaded", None)
+        labels = {"kind": kind, "path": path}
+        if loaded is None:
+            metrics.append(Metric("authn_file_loaded", "1 when the file is loaded", 0, labels))
+            continue
+        value = loaded.value
+        table = value if isinstance(value, Mapping) else getattr(value, "hashes", {})
+        metrics += [
+            Metric("authn_file_loaded", "1 when the file is loaded", 1, labels),
+            Metric("authn_file_entries", "users in the file", len(table), labels),
+            Metric(
+                "authn_file_loaded_timestamp_seconds",
+                "when it was loaded",
+                loaded.loaded_at,
+                labels,
+            ),
+            Metric(
+                "authn_file_age_seconds",
+                "seconds since it was loaded",
+                now - loaded.loaded_at,
+                labels,
+            ),
+            Metric(
+                "authn_file_load_seconds",
+                "how long reading and parsing took",
+                loaded.load_seconds,
+                labels,
+            ),
+            Metric(
+                "authn_file_warnings",
+                "lines the parser warned about",
+                len(getattr(value, "warnings", ())),
+                labels,
+            ),
+        ]
+    return metrics
+
+
+def _lockouts_in_use(options: Mapping[str, str]) -> list[lockout.Lockout]:
+    found = {id(item.store): item for item in lockout.all_lockouts()}
+    try:
+        own = lockout.lockout_for(settings_for(options))
+    except AuthnError:
+        own = None  # the status location has no complete authn configuration of its own
+    if own is not None:
+        found.setdefault(id(own.store), own)
+    return list(found.values())
+
+
+@dataclass(frozen=True, slots=True)
+class StoreReport:
+    description: str
+    policy: lockout.Policy
+    error: str | None
+    rows: list[tuple[str, str, str | None, int, int, bool]]  # kind, client, user, n, left, locked
+
+
+def _store_reports(options: Mapping[str, str]) -> list[StoreReport]:
+    reports = []
+    now = time.time()
+    for item in _lockouts_in_use(options):
+        try:
+            top = item.top(MAX_LISTED)
+        except StoreUnavailable as exc:
+            reports.append(StoreReport(item.store.description, item.policy, str(exc), []))
+            continue
+        rows = []
+        for key, count in top:
+            kind, client, user = lockout.describe_key(key)
+            limit = item.policy.threshold if kind == "pair" else item.policy.client_threshold
+            left = max(0, int(count.expires - now))
+            rows.append((kind, client, user, count.failures, left, count.failures >= limit))
+        reports.append(StoreReport(item.store.description, item.policy, None, rows))
+    return reports
+
+
+def _lockout_metrics(reports: list[StoreReport]) -> list[Metric]:
+    metrics = []
+    for report in reports:
+        labels = {"store": report.description}
+        metrics += [
+            Metric(
+                "authn_lockout_store_up",
+                "1 when the lockout store answers",
+                report.error is None,
+                labels,
+            ),
+            Metric(
+                "authn_lockout_locked",
+                f"locked keys among the top {MAX_LISTED} counters",
+                sum(r[5] for r in report.rows),
+                labels,
+            ),
+            Metric(
+                "authn_lockout_counters",
+                f"live counters (at most {MAX_LISTED} counted)",
+                len(report.rows),
+                labels,
+            ),
+        ]
+    return metrics
+
+
+def _provided() -> tuple[list[Metric], list[str]]:
+    metrics: list[Metric] = []
+    problems: list[str] = []
+    for provider in list(_providers):
+        try:
+            metrics.extend(provider())
+        except Exception as exc:  # a broken part must not break the page
+            problems.append(f"{getattr(provider, '__qualname__', provider)}: {exc!r}")
+    return metrics, problems
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def _label_value(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(int(value))
+
+
+def render_prometheus(metrics: Iterable[Metric]) -> str:
+    """Prometheus text exposition format 0.0.4; every series carries this process's pid."""
+    pid = str(os.getpid())
+    lines: list[str] = []
+    described: set[str] = set()
+    for metric in metrics:
+        if metric.name not in described:
+            described.add(metric.name)
+            lines.append(f"# HELP {metric.name} {metric.help}")
+            lines.append(f"# TYPE {metric.name} {metric.kind}")
+        labels = {"pid": pid, **metric.labels}
+        text = ",".join(f'{k}="{_label_value(v)}"' for k, v in labels.items())
+        lines.append(f"{metric.name}{{{text}}} {_number(metric.value)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_text(metrics: list[Metric], reports: list[StoreReport], problems: list[str]) -> str:
+    """A plain-text page for people: one ``name{labels} value`` line per metric, then the
+    lockout tables."""
+    now = time.time()
+    started = lockout.STATS.started
+    out = [
+        "authn status",
+        f"pid {os.getpid()}, up {now - started:.0f} s "
+        f"(since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))})",
+        "",
+    ]
+    for metric in metrics:
+        labels = ", ".join(f"{k}={v}" for k, v in metric.labels.items())
+        out.append(f"{metric.name}{' [' + labels + ']' if labels else ''}: {_number(metric.value)}")
+    for report in reports:
+        policy = report.policy
+        out += [
+            "",
+            f"lockout store {report.description}: " + (f"DOWN ({report.error})" if report.error else "up"),
+            f"  policy: {policy.threshold} failures per user and address, "
+            f"{policy.client_threshold} per address, window {policy.window} s",
+        ]
+        if not report.error:
+            out.append(f"  live counters (highest {MAX_LISTED}): {len(report.rows) or 'none'}")
+        for kind, client, user, failures, left, locked in report.rows:
+            who = f"user={quote(user)} client={client}" if user is not None else f"client={client}"
+            mark = "LOCKED" if locked else "counting"
+            out.append(f"  {mark:8} {who} failures={failures} resets_in={left}s ({kind})")
+    for problem in problems:
+        out.append(f"status provider failed: {problem}")
+    return "\n".join(out) + "\n"
+
+
+def render(options: Mapping[str, str], *, prometheus: bool = False) -> str:
+    """The whole page for a status location with these ``PythonOption`` values."""
+    reports = _store_reports(options)
+    provided, problems = _provided()
+    metrics = [*_process_metrics(), *_file_metrics(), *_lockout_metrics(reports), *provided]
+    if prometheus:
+        return render_prometheus(metrics)
+    return render_text(metrics, reports, problems)

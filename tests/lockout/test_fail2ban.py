@@ -1,0 +1,80 @@
+"""The shipped fail2ban filter, run by the real fail2ban-regex on lines our module wrote."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need_program
+from tests.harness.apache import REPO, Apache
+from tests.lockout.site import USERS, basic, denial_lines, get, site_body, write_users
+
+pytestmark = pytest.mark.apache
+
+FILTER = REPO / "conf" / "fail2ban" / "filter.d" / "authn.conf"
+
+
+def test_fail2ban_regex_counts_guesses_by_the_client_field(
+    start_apache: Callable[..., Apache], scratch: Path
+) -> None:
+    fail2ban_regex = need_program("fail2ban-regex", "fail2ban")
+    users = scratch / "users"
+    write_users(users, {**USERS, "carol": b"!disabled"})
+    users.write_text(users.read_text().replace("carol:", "carol:!", 1))
+    groups = scratch / "groups"
+    groups.write_text("admins: admin\n")
+    body = site_body(scratch / "www", users, "PythonOption authn.lockout.threshold 3")
+    body += f"""
+<Directory "{scratch}/www/admins">
+    Include "${{AUTHN_CONF}}/authn-basic.conf"
+    PythonOption authn.file "{users}"
+    PythonOption authn.groupfile "{groups}"
+    PythonOption authn.require.group admins
+    Require valid-user
+</Directory>
+"""
+    (scratch / "www" / "admins").mkdir(parents=True)
+    (scratch / "www" / "admins" / "index.html").write_text("admins\n")
+    apache = start_apache(body)
+    port = apache.port
+    sent = [  # (source address, header, expected status), each a line in the error log
+        ("127.0.0.2", basic("alice", "guess1"), 401),  # bad password
+        ("127.0.0.2", basic("alice", "guess2"), 401),
+        ("127.0.0.2", basic("alice", "guess3"), 401),
+        ("127.0.0.2", basic("alice", "guess4"), 429),  # locked out
+        ("127.0.0.3", basic("nobody", "x"), 401),  # unknown user
+        ("127.0.0.3", basic("carol", "x"), 401),  # account disabled
+        ("127.0.0.3", basic("alice", ""), 401),  # empty password
+        # A user name that imitates the fields after it: counted for its sender only.
+        (
+            "127.0.0.4",
+            basic('x" client=10.9.9.9 source=file reason="bad password" uri="', "x"),
+            401,
+        ),
+    ]
+    for source, header, status in sent:
+        assert get(port, authorization=header, source=source).status == status
+    # Not counted: the password was right but the group rule refused.
+    assert get(port, "/admins/", basic("alice", USERS["alice"]), source="127.0.0.5").status == 401
+    log = apache.error_log()
+    assert len(denial_lines(log)) == len(sent) + 1
+    result = subprocess.run(
+        [fail2ban_regex, "--print-all-matched", "--raw", str(apache.error_log_path), str(FILTER)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"{len(sent)} matched" in result.stdout, result.stdout
+    missed = result.stdout.split("Missed line(s):", 1)[1]
+    assert "not in a required group" in missed
+    assert missed.count("authn: denied") == 1
+    ips = subprocess.run(
+        [fail2ban_regex, "--out", "ip", str(apache.error_log_path), str(FILTER)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sorted(ips) == sorted(source for source, _, _ in sent)

@@ -1,0 +1,168 @@
+"""The lockout policy on a real store (SQLite in a temp folder, Redis from the fixture)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from authn import lockout
+from authn.lockout import Lockout, Policy
+from authn.lockoutstore import LockoutStore, RedisStore, SqliteStore
+from authn.settings import Settings, parse_settings
+from authn.verdict import ConfigError
+
+StoreFactory = Callable[[], LockoutStore]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    if request.param == "sqlite":
+        return lambda: SqliteStore(str(tmp_path / "counters"))
+    server = request.getfixturevalue("redis_server")
+    return lambda: RedisStore(server.url)
+
+
+def test_pair_locks_after_threshold_and_only_that_pair(make_store: StoreFactory) -> None:
+    guard = Lockout(Policy(threshold=3, client_threshold=100, window=60), make_store())
+    for _ in range(2):
+        assert not guard.failed("192.0.2.1", "alice").locked
+    assert guard.failed("192.0.2.1", "alice").locked
+    decision = guard.check("192.0.2.1", "alice")
+    assert decision.locked and 1 <= decision.retry_after <= 60
+    assert decision.reason == "user locked out from this address"
+    # The same user from another address, another user from the same address: not locked.
+    assert not guard.check("192.0.2.2", "alice").locked
+    assert not guard.check("192.0.2.1", "bob").locked
+    assert not guard.check("192.0.2.1", None).locked
+
+
+def test_client_threshold_locks_the_whole_address(make_store: StoreFactory) -> None:
+    guard = Lockout(Policy(threshold=100, client_threshold=5, window=60), make_store())
+    for i in range(5):
+        guard.failed("192.0.2.9", f"user{i}")
+    for user in ("someone", None):
+        decision = guard.check("192.0.2.9", user)
+        assert decision.locked and decision.reason == "client address locked out"
+    assert not guard.check("192.0.2.10", "someone").locked
+
+
+def test_success_clears_the_pair_but_not_the_address(make_store: StoreFactory) -> None:
+    guard = Lockout(Policy(threshold=3, client_threshold=4, window=60), make_store())
+    guard.failed("192.0.2.1", "alice")
+    guard.failed("192.0.2.1", "alice")
+    seen = guard.check("192.0.2.1", "alice")
+    assert seen.pair_failures == 2
+    guard.succeeded("192.0.2.1", "alice", seen)
+    assert guard.check("192.0.2.1", "alice").pair_failures == 0
+    # The address budget was not reset: two more failures for anyone lock the address.
+    guard.failed("192.0.2.1", "bob")
+    assert guard.failed("192.0.2.1", "carol").locked
+
+
+def test_window_passes_and_access_returns(make_store: StoreFactory) -> None:
+    guard = Lockout(Policy(threshold=1, client_threshold=100, window=1), make_store())
+    guard.failed("192.0.2.1", "alice")
+    assert guard.check("192.0.2.1", "alice").locked
+    time.sleep(1.3)
+    assert not guard.check("192.0.2.1", "alice").locked
+    # A new window starts from zero.
+    assert guard.failed("192.0.2.1", "alice").locked
+
+
+def test_counters_are_shared_between_processes(tmp_path: Path) -> None:
+    guard = Lockout(Policy(threshold=4, window=60), SqliteStore(str(tmp_path)))
+    guard.failed("192.0.2.1", "alice")
+    pids = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:  # the child uses the inherited object: it must reopen its connection
+            try:
+                guard.failed("192.0.2.1", "alice")
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    assert guard.failed("192.0.2.1", "alice").locked
+
+
+def test_store_down_fails_open_logs_once_and_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lockout, "RETRY_SECONDS", 0.0)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    guard = Lockout(Policy(threshold=1, window=60), SqliteStore(str(blocker / "sub")))
+    with caplog.at_level(logging.ERROR, logger="authn"):
+        for _ in range(3):
+            assert not guard.failed("192.0.2.1", "alice").locked
+            assert not guard.check("192.0.2.1", "alice").locked
+    down = [r for r in caplog.records if "lockout store down" in r.getMessage()]
+    assert len(down) == 1 and "cannot open" in down[0].getMessage()
+    assert guard.store_down
+    blocker.unlink()  # the admin fixes it; no restart
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="authn"):
+        assert guard.failed("192.0.2.1", "alice").locked
+    assert any("answers again" in r.getMessage() for r in caplog.records)
+    assert not guard.store_down
+
+
+def test_private_default_folder_refuses_a_folder_others_can_write(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    guard = Lockout(Policy(), SqliteStore(str(folder), private=True))
+    assert not guard.check("192.0.2.1", "alice").locked  # fails open
+    assert guard.store_down
+
+
+def test_long_user_names_share_a_bounded_key() -> None:
+    assert lockout.pair_key("192.0.2.1", "x" * 10_000) == lockout.pair_key("192.0.2.1", "x" * 300)
+    assert lockout.describe_key(lockout.pair_key("::1", "a b")) == ("pair", "::1", "a b")
+    assert lockout.describe_key(lockout.client_key("::1")) == ("client", "::1", None)
+
+
+def test_options() -> None:
+    base = [("authn.file", "/etc/users")]
+    assert parse_settings(base).lockout is True
+    settings = parse_settings(
+        [*base, ("authn.lockout", "off"), ("authn.lockout.threshold", "3"),
+         ("authn.lockout.window", "60"), ("authn.lockout.store", "redis"),
+         ("authn.lockout.redis", "redis://10.0.0.5:6379/1")]
+    )  # fmt: skip
+    assert (settings.lockout, settings.lockout_threshold, settings.lockout_window) == (
+        False,
+        3,
+        60,
+    )
+    assert lockout.lockout_for(settings) is None
+    for key, value, words in [
+        ("authn.lockout", "maybe", "on or off"),
+        ("authn.lockout.threshold", "0", "from 1"),
+        ("authn.lockout.window", "ten", "seconds"),
+        ("authn.lockout.store", "memcached", "sqlite, redis"),
+        ("authn.lockout.redis", "10.0.0.5", "redis://"),
+        ("authn.lockout.dir", "relative", "absolute"),
+        ("authn.lockout.treshold", "3", "did you mean authn.lockout.threshold"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(words)) as info:
+            parse_settings([*base, (key, value)])
+        assert key in str(info.value)
+    with pytest.raises(ConfigError, match=re.escape("authn.lockout.redis")):
+        parse_settings([*base, ("authn.lockout.store", "redis")])
+
+
+def test_unusable_redis_url_fails_open(caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(password_file="/x", lockout_store="redis", lockout_redis="redis://127.0.0.1:1/0")
+    guard = lockout.lockout_for(settings)
+    assert guard is not None
+    with caplog.at_level(logging.ERROR, logger="authn"):
+        assert not guard.check("192.0.2.1", "alice").locked
+    assert any("lockout store down" in r.getMessage() for r in caplog.records)
