@@ -16,9 +16,10 @@ The handlers stand at server level (``conf/authn.conf``) and act only where the 
 options switch them on: ``authn.source`` for authentication, ``authn.require.group`` for the
 group rule. Everywhere else they return DECLINED at once.
 
-Handlers: ``authenhandler`` (check_user_id), ``authzhandler`` (auth_checker: the group rule,
-DECLINED when it passes so Apache's own Require lines still apply) and ``accesshandler``
-(access_checker: nothing to do yet, so it declines at once).
+Handlers: ``accesshandler`` (access_checker: the lockout gate, 429 before any password is
+checked), ``authenhandler`` (check_user_id: the credentials, then the lockout counters),
+``authzhandler`` (auth_checker: the group rule, DECLINED when it passes so Apache's own
+Require lines still apply), and ``statushandler`` (a content handler for the status page).
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def authenhandler(req: Any) -> int:
         verdict = authenticator.authenticate(user, password.encode("latin-1"))
     except SourceUnavailable as exc:
         return _unavailable(req, user, exc)
-    # --- lockout: count the verdict (never a fault) for the access handler's next decision ---
+    # Count the verdict (never a fault) for the access handler's next decision.
     lockout = lockout_for(authenticator.settings)
     if lockout is not None:
         seen: Decision | None = getattr(req, _LOCKOUT_ATTR, None)
@@ -144,7 +145,6 @@ def authenhandler(req: Any) -> int:
             lockout.succeeded(_client(req), user, seen)
         else:
             lockout.failed(_client(req), user)
-    # --- end lockout ---
     if verdict.granted:
         setattr(req, _VERDICT_ATTR, verdict)
         _export(req, verdict, authenticator.settings.ldap_remote_user_attribute)

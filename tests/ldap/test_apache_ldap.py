@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -209,3 +210,51 @@ def test_outage_is_503_then_recovers_without_restarting_apache(site: Apache, sla
         time.sleep(0.2)
     assert statuses == [200] * 6, site.error_log_since(offset)
     assert get(site, "/plain/", "alice", "wrong")[0] == 401
+
+
+def test_outage_under_load_only_5xx_then_200_no_crash(site: Apache, slapd: Slapd) -> None:
+    """Adversarial: the directory goes down and comes back while four clients keep asking.
+    Every answer is 200 or 503 (never 401, never 500), there are 503s while it is down, all
+    200 again after, without an Apache restart and with no crashed child."""
+    offset = site.error_log_size()
+    seen: list[tuple[str, int]] = []
+    phase = ["up"]
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            status = get(site, "/plain/", "alice")[0]
+            seen.append((phase[0], status))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    restarted = False
+    try:
+        time.sleep(0.5)
+        phase[0] = "going down"
+        slapd.stop_server()
+        time.sleep(0.3)
+        phase[0] = "down"
+        time.sleep(1.0)
+        phase[0] = "coming back"
+        slapd.start_server()
+        restarted = True
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (seen and seen[-1][1] == 200):
+            time.sleep(0.1)
+        phase[0] = "back"
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        if not restarted:
+            slapd.start_server()
+    statuses = {status for _, status in seen}
+    assert statuses <= {200, 503}, statuses
+    assert any(status == 503 for p, status in seen if p == "down")
+    assert [s for p, s in seen if p == "back"] and all(s == 200 for p, s in seen if p == "back")
+    log = site.error_log_since(offset)
+    for marker in ("Segmentation fault", "exit signal", "Traceback"):
+        assert marker not in log
