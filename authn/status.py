@@ -12,7 +12,8 @@ Shown:
   its age, how long the load took, and the warnings its parsing gave;
 * each lockout store in use: up or down, and the highest live counters (client address,
   user, failures, seconds left), marked ``LOCKED`` when they are past the thresholds;
-* whatever other parts registered with :func:`register` (cache, directory connections).
+* each LDAP host this process connected to: up or down at the last attempt, why, and when;
+* whatever other parts registered with :func:`register` (the credential cache).
 
 Counters are per process: with several Apache children, each request shows the child that
 answered it (its pid is on the page and in every Prometheus label set). Lockouts live in the
@@ -117,6 +118,28 @@ def _file_metrics() -> list[Metric]:
                 "lines the parser warned about",
                 len(getattr(value, "warnings", ())),
                 labels,
+            ),
+        ]
+    return metrics
+
+
+def _directory_metrics() -> list[Metric]:
+    """The state of each LDAP host this process has opened a connection to."""
+    from authn.sources.ldapconn import HOST_STATE  # python-ldap only when it is in use
+
+    metrics: list[Metric] = []
+    now = time.time()
+    for uri, state in sorted(HOST_STATE.items()):
+        labels = {"host": uri}
+        metrics += [
+            Metric(
+                "authn_ldap_host_up",
+                "1 when the last connection to the host succeeded",
+                int(state.up),
+                labels if state.up else {**labels, "why": state.why[:200]},
+            ),
+            Metric(
+                "authn_ldap_host_checked_age_seconds", "seconds since that attempt", now - state.at, labels
             ),
         ]
     return metrics
@@ -262,7 +285,13 @@ def render(options: Mapping[str, str], *, prometheus: bool = False) -> str:
     """The whole page for a status location with these ``PythonOption`` values."""
     reports = _store_reports(options)
     provided, problems = _provided()
-    metrics = [*_process_metrics(), *_file_metrics(), *_lockout_metrics(reports), *provided]
+    metrics = [
+        *_process_metrics(),
+        *_file_metrics(),
+        *_directory_metrics(),
+        *_lockout_metrics(reports),
+        *provided,
+    ]
     if prometheus:
         return render_prometheus(metrics)
     return render_text(metrics, reports, problems)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,6 +29,19 @@ from urllib.parse import urlsplit
 import ldap
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """The last attempt of this process to open a connection to one directory host."""
+
+    up: bool
+    at: float  #: wall-clock time of the attempt
+    why: str = ""  #: why it failed (empty when up)
+
+
+#: uri -> the last opening attempt in this process (read by the status page)
+HOST_STATE: dict[str, HostState] = {}
 
 #: python-ldap errors that mean "this connection or server is gone", not "your request is bad"
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (
@@ -162,14 +176,19 @@ class Slot:
         failures = []
         for uri in self.config.uris:
             try:
-                return open_connection(uri, self.config), uri
+                conn = open_connection(uri, self.config)
             except CONNECTION_ERRORS as exc:
-                failures.append(f"{uri}: {self._why(uri, exc)}")
+                why = self._why(uri, exc)
             except ldap.INVALID_CREDENTIALS as exc:
-                failures.append(
-                    f"{uri}: service bind as authn.ldap.bind_dn refused ({describe(exc)}); "
+                why = (
+                    f"service bind as authn.ldap.bind_dn refused ({describe(exc)}); "
                     "check authn.ldap.bind_dn and authn.ldap.bind_password_file"
                 )
+            else:
+                HOST_STATE[uri] = HostState(True, time.time())
+                return conn, uri
+            HOST_STATE[uri] = HostState(False, time.time(), why)
+            failures.append(f"{uri}: {why}")
         raise DirectoryDown("; ".join(failures))
 
     def _why(self, uri: str, exc: BaseException) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import threading
 import time
@@ -90,6 +91,7 @@ def site(
         (folder / "env.cgi").chmod(0o755)
         body.append(_block(folder, options))
     body.append(f'<Directory "{docroot}">\n    Require all granted\n</Directory>')
+    body.append(f'Define AUTHN_STATUS_USERS "{work / "users"}"\nInclude "${{AUTHN_CONF}}/authn-status.conf"')
     make_readable(Path(slapd.cafile).parent)
     make_readable(service_password_file.parent)
     modules = ("cgid", "php8.2") if mpm == "prefork" else ("cgid",)
@@ -258,3 +260,15 @@ def test_outage_under_load_only_5xx_then_200_no_crash(site: Apache, slapd: Slapd
     log = site.error_log_since(offset)
     for marker in ("Segmentation fault", "exit signal", "Traceback"):
         assert marker not in log
+
+
+def test_status_page_shows_directory_hosts(site: Apache, slapd: Slapd) -> None:
+    """The status page (per child) names each LDAP host the child connected to, up or down."""
+    want = re.compile(r'^authn_ldap_host_up\{[^}]*host="' + re.escape(slapd.ldap_url) + r'"[^}]*\} 1$', re.M)
+    for _ in range(20):
+        assert get(site, "/plain/", "alice")[0] == 200
+        status, page = get(site, "/authn-status?format=prometheus", "alice", "file-pw")
+        assert status == 200
+        if want.search(page):
+            break
+    assert want.search(page), page
