@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
+from authn.cache import cache_for
 from authn.settings import Settings, settings_for
 from authn.sources import CredentialSource
 from authn.sources.groupfile import GroupFile
@@ -45,6 +46,7 @@ class Authenticator:
         self.group_file: GroupFile | None = None
         if settings.group_file is not None:
             self.group_file = _shared("groupfile", settings.group_file, GroupFile)  # type: ignore[assignment]
+        self.cache = cache_for(settings, self.sources)  # None when authn.cache.ttl is 0
 
     def authenticate(self, user: str, password: bytes) -> Verdict:
         """Ask the sources in order; the first that knows the user decides.
@@ -57,11 +59,16 @@ class Authenticator:
             return Verdict.denied(
                 user, self.sources[0].name if self.sources else "-", "empty password"
             )
+        cached = self.cache.lookup(user, password) if self.cache is not None else None
+        if cached is not None:
+            return cached
         verdict = Verdict.unknown(user, self.sources[-1].name if self.sources else "-")
         for source in self.sources:
             verdict = source.check(user, password)
             if verdict.outcome is not verdict.outcome.UNKNOWN:
-                return verdict
+                break
+        if verdict.granted and self.cache is not None:
+            self.cache.store_verdict(user, password, verdict)
         return verdict
 
     @property

@@ -35,6 +35,10 @@ class Settings:
     password_file: str | None = None
     group_file: str | None = None
     require_groups: tuple[str, ...] = ()
+    # --- verdict cache (authn/cache.py) ---
+    cache_ttl: int = 300
+    cache_dir: str = "/var/cache/authn"
+    cache_entries: int = 16384
 
 
 # --- value parsers: each returns the value or raises ValueError("what is accepted") --------
@@ -69,6 +73,19 @@ def _group_names(value: str) -> tuple[str, ...]:
     return names
 
 
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value, 10)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise ValueError(f"give a whole number from {low} to {high}")
+        return number
+
+    return parse
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     key: str
@@ -100,6 +117,26 @@ OPTIONS: dict[str, Option] = {
             "require_groups",
             _group_names,
             "the user must be in one of these groups; words as in Apache's Require line",
+        ),
+        # --- verdict cache (authn/cache.py) ---
+        Option(
+            "authn.cache.ttl",
+            "cache_ttl",
+            _int_in(0, 86400),
+            "seconds a granted password stays cached machine-wide (default 300; 0 turns it off)",
+        ),
+        Option(
+            "authn.cache.dir",
+            "cache_dir",
+            _absolute_path,
+            "folder of the machine-wide cache, owned by the Apache user, mode 0700, outside "
+            "any web root (default /var/cache/authn)",
+        ),
+        Option(
+            "authn.cache.entries",
+            "cache_entries",
+            _int_in(64, 4194304),
+            "slots of the machine-wide cache file, 512 bytes each (default 16384)",
         ),
     )
 }
