@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from authn import hashes
-from tests.harness.apache import Apache, apache_available, run_user
+from tests.harness.apache import CONF_DIR, Apache, apache_available, run_user
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -145,7 +145,7 @@ def bare_body(docroot: Path, files: Files) -> str:
     )
 
 
-def authn_body(docroot: Path, files: Files, cache_dir: Path) -> str:
+def authn_body(docroot: Path, files: Files, cache_dir: Path, conf: str = "") -> str:
     """conf/authn.conf at server level, our rows in <Directory> blocks, as an admin would."""
     site_dirs(docroot, ["open", "ours", "ours-nocache", "ours100k"])
     ours = """
@@ -158,7 +158,7 @@ def authn_body(docroot: Path, files: Files, cache_dir: Path) -> str:
 </Directory>"""
     return "\n".join(
         [
-            'Include "${AUTHN_CONF}/authn.conf"',
+            f'Include "{conf or "${AUTHN_CONF}/authn.conf"}"',
             f'DocumentRoot "{docroot}"',
             f'<Directory "{docroot}/open">\n    Require all granted\n</Directory>',
             ours.format(d=docroot, name="ours", file=files.users, cache=cache_dir, ttl=300),
@@ -182,6 +182,10 @@ def apaches(
         "authn": Apache(root / f"{mpm}-authn",
                         authn_body(root / f"www-{mpm}-authn", files, cache_dir),
                         mpm=mpm, server_conf=server_conf + authn_extra, log_level="error"),
+        "lean": Apache(root / f"{mpm}-lean",
+                       authn_body(root / f"www-{mpm}-lean", files, cache_dir,
+                                  str(lean_conf(root))),
+                       mpm=mpm, server_conf=server_conf, log_level="error"),
     }  # fmt: skip
     try:
         for server in servers.values():
@@ -335,6 +339,11 @@ ROWS = (
         "rotating", "native mod_authn_file, 100k-user file, 1,000 users", 5.0),
 )  # fmt: skip
 TARGET_ROW = "authn file, cache on, 1,000 users"
+LEAN_ROWS = (
+    Row("experiment: no auth, lean authn.conf", "lean", "/open/", "none"),
+    Row("experiment: authn file, cache on, 1,000 users, lean authn.conf", "lean", "/ours/",
+        "rotating", "native mod_authn_file, 1,000 users"),
+)  # fmt: skip
 
 
 def ldap_rows() -> list[Row]:
@@ -365,14 +374,15 @@ class Result:
     def spread(self) -> float:
         """(max - min) / median of req/s over the repeats."""
         values = [r.rps for r in self.runs]
-        return (max(values) - min(values)) / statistics.median(values) if values else 0.0
+        middle = statistics.median(values) if values else 0.0
+        return (max(values) - min(values)) / middle if middle else 0.0
 
     def median(self, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in self.runs)
 
 
 def measure_mpm(mpm: str, root: Path, files: Files, args: argparse.Namespace) -> dict[str, object]:
-    rows = [*ROWS, *ldap_rows()]
+    rows = [*ROWS, *LEAN_ROWS, *ldap_rows()]
     results = {row.name: Result(mpm, row) for row in rows}
     memory: dict[str, object] = {}
     with apaches(root, files, mpm, args.authn_extra.replace("\\n", "\n")) as servers:
@@ -458,6 +468,22 @@ def lookup_costs() -> dict[str, float]:
 
 def ratio(a: float, b: float | None) -> str:
     return f"{a / b:.2f}" if b else ""
+
+
+def lean_conf(root: Path) -> Path:
+    """conf/authn.conf without the access and authz handlers, and PythonAutoReload Off.
+
+    An experiment, not a shipped config: it shows what the handlers that have nothing to do
+    and mod_python's per-call module reload check cost on every request.
+    """
+    lines = [
+        line
+        for line in (CONF_DIR / "authn.conf").read_text().splitlines()
+        if not line.startswith(("PythonAccessHandler", "PythonAuthzHandler"))
+    ]
+    path = root / "authn-lean.conf"
+    path.write_text("\n".join([*lines, "PythonAutoReload Off", ""]))
+    return path
 
 
 def report(data: dict[str, dict[str, object]], costs: dict[str, float],
