@@ -206,7 +206,8 @@ class Run:
     p50_ms: float
     p99_ms: float
     requests: int
-    bad: int  #: non-2xx answers plus socket errors: a row with bad answers is not valid
+    bad: int  #: non-2xx answers: a row with bad answers is not valid
+    errors: int = 0  #: socket errors (connect, read, write, timeout)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -237,8 +238,7 @@ def wrk(url: str, seconds: float, *, connections: int, header: str | None = None
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     bad = int(non2xx.group(1)) if non2xx else 0
-    if errors:
-        bad += sum(int(g) for g in errors.groups())
+    socket_errors = sum(int(g) for g in errors.groups()) if errors else 0
     if not rps or not total:
         raise RuntimeError(f"cannot read wrk output for {url}:\n{out}")
     return Run(
@@ -247,6 +247,7 @@ def wrk(url: str, seconds: float, *, connections: int, header: str | None = None
         _ms(p99.group(1)) if p99 else float("nan"),
         int(total.group(1)),
         bad,
+        socket_errors,
     )
 
 
@@ -339,6 +340,7 @@ ROWS = (
         "rotating", "native mod_authn_file, 100k-user file, 1,000 users", 5.0),
 )  # fmt: skip
 TARGET_ROW = "authn file, cache on, 1,000 users"
+CEILING = "no auth (ceiling)"
 LEAN_ROWS = (
     Row("experiment: no auth, lean authn.conf", "lean", "/open/", "none"),
     Row("experiment: authn file, cache on, 1,000 users, lean authn.conf", "lean", "/ours/",
@@ -382,7 +384,11 @@ class Result:
 
 
 def measure_mpm(mpm: str, root: Path, files: Files, args: argparse.Namespace) -> dict[str, object]:
-    rows = [*ROWS, *LEAN_ROWS, *ldap_rows()]
+    rows = [
+        row
+        for row in (*ROWS, *LEAN_ROWS, *ldap_rows())
+        if not args.only or row.name == CEILING or any(word in row.name for word in args.only)
+    ]
     results = {row.name: Result(mpm, row) for row in rows}
     memory: dict[str, object] = {}
     with apaches(root, files, mpm, args.authn_extra.replace("\\n", "\n")) as servers:
@@ -404,7 +410,8 @@ def measure_mpm(mpm: str, root: Path, files: Files, args: argparse.Namespace) ->
                 run = wrk(url, args.seconds, **kwargs)  # type: ignore[arg-type]
                 results[row.name].runs.append(run)
                 print(f"  {mpm:8} {repeat + 1}/{args.repeat} {row.name:55} "
-                      f"{run.rps:9.0f} req/s  p50 {run.p50_ms:7.2f} ms  bad {run.bad}")  # fmt: skip
+                      f"{run.rps:9.0f} req/s  p50 {run.p50_ms:7.2f} ms  non-2xx {run.bad} "
+                      f"socket errors {run.errors}")  # fmt: skip
                 if row.name == TARGET_ROW and repeat == 0:
                     memory["authn child MB (after first 1,000-user run)"] = children_rss_mb(
                         servers["authn"]
@@ -496,13 +503,14 @@ def report(data: dict[str, dict[str, object]], costs: dict[str, float],
         f"{args.repeat} repeat(s) round-robin, median shown; bcrypt cost {BCRYPT_COST}; "
         "a 1 KB static file. Spread = (max - min) / median of req/s over the repeats.",
         "",
-        "| MPM | row | req/s | spread | p50 ms | p99 ms | x ceiling | x native | bad |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| MPM | row | req/s | spread | p50 ms | p99 ms | x ceiling | x native | non-2xx "
+        "| socket errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     targets = []
     for mpm, block in data.items():
         results: dict[str, Result] = block["results"]  # type: ignore[assignment]
-        ceiling = results["no auth (ceiling)"].rps
+        ceiling = results[CEILING].rps
         for name, res in results.items():
             if not res.runs:
                 continue
@@ -511,8 +519,10 @@ def report(data: dict[str, dict[str, object]], costs: dict[str, float],
                 f"| {mpm} | {name} | {res.rps:.0f} | {res.spread:.0%} | "
                 f"{res.median('p50_ms'):.2f} | {res.median('p99_ms'):.2f} | "
                 f"{ratio(res.rps, ceiling)} | {ratio(res.rps, native)} | "
-                f"{sum(r.bad for r in res.runs)} |"
+                f"{sum(r.bad for r in res.runs)} | {sum(r.errors for r in res.runs)} |"
             )
+        if TARGET_ROW not in results or "no auth, authn handlers at server level" not in results:
+            continue  # a partial run (--only): the table only
         target = results[TARGET_ROW].rps / ceiling
         targets.append(
             f"- {mpm}: file source, cache on, 1,000 rotating bcrypt users = **{target:.2f}** of "
@@ -623,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mpm", choices=("prefork", "event"), action="append")
     parser.add_argument("--authn-extra", default="", help="server config lines for the authn "
                         "Apache only, \\n between lines (for experiments)")  # fmt: skip
+    parser.add_argument("--only", action="append", help="only rows whose name contains this "
+                        "(repeatable; the ceiling always runs)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (3.0 if args.quick else 8.0)
