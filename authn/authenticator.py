@@ -93,11 +93,24 @@ class Authenticator:
 _authenticators: dict[Settings, Authenticator] = {}
 
 
+# Per-request fast path: the option pairs exactly as Apache hands them over (same location,
+# same order) -> Authenticator. One tuple and one dict lookup, about 1 us inside Apache,
+# against about 3 us for parsing the key and hashing Settings. Bounded: option sets are few.
+_by_pairs: dict[tuple[tuple[str, str], ...], Authenticator] = {}
+_BY_PAIRS_MAX = 1024
+
+
 def authenticator_for(options: Mapping[str, str]) -> Authenticator:
     """The Authenticator for an option set (raises ConfigError for bad options)."""
+    pairs = tuple(options.items())
+    found = _by_pairs.get(pairs)
+    if found is not None:
+        return found
     settings = settings_for(options)
     found = _authenticators.get(settings)
     if found is None:
         with _sources_lock:
             found = _authenticators.setdefault(settings, Authenticator(settings))
+    if len(_by_pairs) < _BY_PAIRS_MAX:
+        _by_pairs[pairs] = found
     return found
