@@ -210,3 +210,17 @@ def test_authenticator_through_the_cache(tmp_path: Path, pwfile: Path) -> None:
     assert auth.cache.lookup("alice", b"right") is not None
     assert auth.authenticate("alice", b"wrong").outcome is Outcome.DENIED
     assert auth.authenticate("alice", b"").reason == "empty password"
+
+
+def test_authenticator_for_serves_the_same_object_and_rejects_bad_options(
+    tmp_path: Path, pwfile: Path
+) -> None:
+    from authn.authenticator import authenticator_for
+
+    options = {"authn.source": "file", "authn.file": str(pwfile), "authn.cache.ttl": "0"}
+    first = authenticator_for(options)
+    assert authenticator_for(dict(options)) is first
+    bad = {**options, "authn.cache.ttl": "soon"}
+    for _ in range(2):  # a bad option set is never remembered
+        with pytest.raises(ConfigError, match=r"authn\.cache\.ttl"):
+            authenticator_for(bad)
