@@ -26,6 +26,7 @@ mapped file must never shrink under another process). To resize, stop Apache and
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -98,6 +99,8 @@ def _load_key(folder: str) -> bytes:
             fd = _open_private(path, os.O_RDONLY)
         except FileNotFoundError:
             tmp = os.path.join(folder, f".key.{os.getpid()}.{threading.get_ident()}")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # left by a process that died with our pid
             fd = _open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             try:
                 os.write(fd, secrets.token_bytes(KEY_SIZE))

@@ -134,3 +134,14 @@ def test_oversized_payload_is_not_stored(tmp_path: Path) -> None:
     assert not store.put(key(1), 1.0, GEN, b"x" * (MAX_PAYLOAD + 1))
     assert store.get(key(1)) is None
     assert store.put(key(1), 1.0, GEN, b"x" * MAX_PAYLOAD)
+
+
+def test_stale_temp_key_of_a_dead_process_is_ignored(tmp_path: Path) -> None:
+    import threading
+
+    folder = tmp_path / "c"
+    folder.mkdir(mode=0o700)
+    (folder / f".key.{os.getpid()}.{threading.get_ident()}").write_bytes(b"old")
+    store = SharedStore(str(folder), 64)
+    assert len(store.secret) == 32
+    assert sorted(p.name for p in folder.iterdir()) == ["entries", "key"]
