@@ -514,7 +514,8 @@ def report(data: dict[str, dict[str, object]], costs: dict[str, float],
         for name, res in results.items():
             if not res.runs:
                 continue
-            native = results[res.row.native].rps if res.row.native else None
+            native_row = results.get(res.row.native) if res.row.native else None
+            native = native_row.rps if native_row is not None else None
             lines.append(
                 f"| {mpm} | {name} | {res.rps:.0f} | {res.spread:.0%} | "
                 f"{res.median('p50_ms'):.2f} | {res.median('p99_ms'):.2f} | "
