@@ -60,6 +60,10 @@ class Settings:
     lockout_dir: str | None = None
     lockout_redis: str | None = None
     # --- end lockout ---
+    # --- verdict cache (authn/cache.py) ---
+    cache_ttl: int = 300
+    cache_dir: str = "/var/cache/authn"
+    cache_entries: int = 16384
 
 
 # --- value parsers: each returns the value or raises ValueError("what is accepted") --------
@@ -154,6 +158,19 @@ def _timeout(value: str) -> float:
     if not 0.5 <= seconds <= 60:
         raise ValueError("give a number of seconds from 0.5 to 60")
     return seconds
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value, 10)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise ValueError(f"give a whole number from {low} to {high}")
+        return number
+
+    return parse
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +295,26 @@ OPTIONS: dict[str, Option] = {
             "Redis URL for authn.lockout.store redis, such as redis://10.0.0.5:6379/0",
         ),
         # --- end lockout ---
+        # --- verdict cache (authn/cache.py) ---
+        Option(
+            "authn.cache.ttl",
+            "cache_ttl",
+            _int_in(0, 86400),
+            "seconds a granted password stays cached machine-wide (default 300; 0 turns it off)",
+        ),
+        Option(
+            "authn.cache.dir",
+            "cache_dir",
+            _absolute_path,
+            "folder of the machine-wide cache, owned by the Apache user, mode 0700, outside "
+            "any web root (default /var/cache/authn)",
+        ),
+        Option(
+            "authn.cache.entries",
+            "cache_entries",
+            _int_in(64, 4194304),
+            "slots of the machine-wide cache file, 512 bytes each (default 16384)",
+        ),
     )
 }
 
