@@ -30,7 +30,7 @@ import stat
 from collections.abc import Iterable
 
 from authn.cli.apacheconf import Config, Directive, Section, read_config
-from authn.settings import ACTIVATE_AUTHN, OPTIONS, PREFIX, parse_settings
+from authn.settings import ACTIVATE_AUTHN, ACTIVATE_AUTHZ, OPTIONS, PREFIX, parse_settings
 from authn.verdict import ConfigError
 
 AUTH_HANDLERS = ("pythonauthenhandler", "pythonauthzhandler", "pythonaccesshandler")
@@ -134,11 +134,16 @@ def _auth_blocks(config: Config) -> dict[tuple[Section, ...], Directive]:
 def _check_blocks(config: Config, findings: Findings) -> None:
     basic, python = _module_order(config)
     basic_first = basic is not None and python is not None and basic_before(config, basic, python)
-    handler_at_server_level = any(
-        d.name == "pythonauthenhandler" and d.args and d.args[0] == "authn.handlers"
-        for d in config.directives
-        if not any(s.name in ("location", "locationmatch") for s in d.sections)
-    )
+
+    def at_server_level(directive: str) -> bool:
+        return any(
+            d.name == directive and d.args and d.args[0] == "authn.handlers"
+            for d in config.directives
+            if not any(s.name in ("location", "locationmatch") for s in d.sections)
+        )
+
+    handler_at_server_level = at_server_level("pythonauthenhandler")
+    authz_at_server_level = at_server_level("pythonauthzhandler")
     for block, first in _auth_blocks(config).items():
         where = f"{block[-1].file}:{block[-1].line}"
         effective = _effective(config, block)
@@ -155,7 +160,17 @@ def _check_blocks(config: Config, findings: Findings) -> None:
                 "add 'Require valid-user' (or Require user/group ...) to the block",
             )
         opts = _options(effective)
-        if not any(key == ACTIVATE_AUTHN for _, key, _ in opts):
+        keys = {key for _, key, _ in opts}
+        if ACTIVATE_AUTHZ in keys and ACTIVATE_AUTHN not in keys and not authz_at_server_level:
+            findings.add(
+                where,
+                f"{block[-1]} sets {ACTIVATE_AUTHZ} for users another module authenticates, but "
+                "no 'PythonAuthzHandler authn.handlers' stands at server level: the group rule "
+                "is never applied",
+                "uncomment PythonAuthzHandler in conf/authn.conf (or let authn authenticate: "
+                "PythonOption authn.source file)",
+            )
+        if ACTIVATE_AUTHN not in keys:
             continue
         try:
             parse_settings([(key, value) for _, key, value in opts if key in OPTIONS])

@@ -25,9 +25,7 @@ PythonPath "['${AUTHN_SITE_PACKAGES}'] + sys.path"
 PythonInterpreter main_interpreter
 PythonImport authn.handlers main_interpreter
 PythonDebug Off
-PythonAccessHandler authn.handlers
 PythonAuthenHandler authn.handlers
-PythonAuthzHandler authn.handlers
 """
 
 BLOCK_LINES = """\

@@ -85,6 +85,14 @@ IncludeOptional sites/*.conf
     PythonOption authn.file "{secret}/users"
     Require valid-user
 </Directory>
+<Directory /opt/native>
+    AuthType Basic
+    AuthName "z"
+    AuthUserFile "{secret}/users"
+    PythonOption authn.groupfile "{secret}/users"
+    PythonOption authn.require.group admins
+    Require valid-user
+</Directory>
 """
     )
     got = authn("check", main)
@@ -99,6 +107,7 @@ IncludeOptional sites/*.conf
         (f"{site}:10:", "absolute path"),
         (f"{site}:13:", "before mod_python"),
         (f"{site}:17:", "cannot"),
+        (f"{site}:20:", "the group rule is never applied"),
     ]
     for prefix, words in expected:
         assert any(ln.startswith(prefix) and words in ln and "; fix: " in ln for ln in out.splitlines()), (
