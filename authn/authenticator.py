@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from authn.cache import cache_for
 from authn.settings import Settings, settings_for
 from authn.sources import CredentialSource
-from authn.sources.directory import Directory, directory_for
 from authn.sources.groupfile import GroupFile
 from authn.sources.passwordfile import PasswordFile
 from authn.verdict import Verdict
+
+if TYPE_CHECKING:  # python-ldap (about 19 MB per process) only where a directory is used
+    from authn.sources.directory import Directory
 
 _sources: dict[tuple[str, str], object] = {}
 _sources_lock = threading.RLock()
@@ -45,6 +48,8 @@ class Authenticator:
                 assert settings.password_file is not None
                 sources.append(_shared("file", settings.password_file, PasswordFile))  # type: ignore[arg-type]
             elif name == "ldap":
+                from authn.sources.directory import directory_for
+
                 self.directory = directory_for(settings)
                 sources.append(self.directory)
         self.sources: tuple[CredentialSource, ...] = tuple(sources)

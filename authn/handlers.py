@@ -29,7 +29,6 @@ from typing import Any, ClassVar
 
 from mod_python import apache
 
-from authn import status
 from authn.authenticator import Authenticator, authenticator_for
 from authn.basicauth import basic_user
 from authn.lockout import Decision, lockout_for
@@ -251,6 +250,8 @@ def statushandler(req: Any) -> int:
         query = req.args or ""
     except UnicodeDecodeError:
         query = ""
+    from authn import status  # only where the status page is mounted
+
     prometheus = "format=prometheus" in query or "version=0.0.4" in str(_header(req, "Accept"))
     text = status.render(req.get_options(), prometheus=prometheus)
     req.content_type = status.PROMETHEUS_TYPE if prometheus else "text/plain; charset=utf-8"

@@ -26,9 +26,9 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import bcrypt
-from passlib.hash import apr_md5_crypt
 
 BCRYPT_MAX_BYTES = 72
 _BCRYPT_RE = re.compile(r"^\$(2[aby])\$(\d\d)\$[./A-Za-z0-9]{53}$")
@@ -102,6 +102,13 @@ def system_crypt(password: bytes, setting: str) -> str | None:
     return result.decode("ascii", "replace")
 
 
+def _apr1() -> Any:
+    """passlib's apr1 handler, imported on first use (passlib costs about 8 MB per process)."""
+    from passlib.hash import apr_md5_crypt
+
+    return apr_md5_crypt
+
+
 # --- verification -----------------------------------------------------------------------------
 
 
@@ -121,7 +128,7 @@ def verify(password: bytes, stored: str) -> bool:
             return False
     if stored.startswith("$apr1$"):
         try:
-            return bool(apr_md5_crypt.verify(password, stored))
+            return bool(_apr1().verify(password, stored))
         except (ValueError, TypeError):
             return False
     if stored.startswith(_SHA_PREFIX):
@@ -176,7 +183,7 @@ def make_hash(password: bytes, scheme: str, cost: int | None = None) -> str:
         hashed = bcrypt.hashpw(password[:BCRYPT_MAX_BYTES], bcrypt.gensalt(rounds))
         return "$2y$" + hashed.decode("ascii")[4:]
     if scheme == "apr1":
-        return str(apr_md5_crypt.hash(password))
+        return str(_apr1().hash(password))
     if scheme in ("sha256-crypt", "sha512-crypt"):
         prefix = "$5$" if scheme == "sha256-crypt" else "$6$"
         if cost is not None and not 1000 <= cost <= 999_999_999:

@@ -62,6 +62,8 @@ log = logging.getLogger("authn")
 
 RETRY_SECONDS = 5.0  #: after a store fault, the store is left alone this long
 REMIND_SECONDS = 60.0  #: while the store stays down, a reminder line this often
+CLEAN_SECONDS = 1.0  #: a clean (client, user) record is trusted this long without a store read
+CLEAN_MAX = 4096  #: clean records kept per process (all dropped when full)
 MAX_USER_IN_KEY = 256  #: longer names are cut in keys: only an attacker's junk shares a prefix
 STORES = ("sqlite", "redis")
 
@@ -196,6 +198,8 @@ class Lockout:
         self._retry_at = 0.0
         self._reminded_at = 0.0
         self._lock = threading.Lock()
+        # (client, user) -> when a clean record (no counter at all) was read and is trusted
+        self._clean: dict[tuple[str, str | None], float] = {}
 
     # -- store health: fail open, retry after a pause, log transitions ---------------------
 
@@ -246,9 +250,20 @@ class Lockout:
     # -- the three calls of the handlers ---------------------------------------------------
 
     def check(self, client: str, user: str | None) -> Decision:
-        """May this request go on to authentication? Never raises for store faults."""
+        """May this request go on to authentication? Never raises for store faults.
+
+        A (client, user) whose counters were both absent is trusted clean for
+        :data:`CLEAN_SECONDS` without reading the store again: the common request of a good
+        user costs no store read. Any failure counted by this process forgets every clean
+        record at once, and the count it gets back is fresh, so a lock is seen here at the
+        next failure; a lock set by another process is seen within CLEAN_SECONDS (at most
+        one more password check per process).
+        """
         STATS.checks += 1
         if not self._usable():
+            return OPEN
+        now = time.monotonic()
+        if self._clean.get((client, user), 0.0) > now:
             return OPEN
         keys = [client_key(client)]
         if user is not None:
@@ -260,6 +275,9 @@ class Lockout:
             return OPEN
         self._recovered()
         if not counts:
+            if len(self._clean) >= CLEAN_MAX:
+                self._clean.clear()
+            self._clean[(client, user)] = now + CLEAN_SECONDS
             return OPEN
         return self._decide(counts, client, user, refusing=True)
 
@@ -284,6 +302,7 @@ class Lockout:
         """Count a failed password check; the Decision says whether the pair or the client
         is locked out now (the next request will be refused)."""
         STATS.failures += 1
+        self._clean.clear()
         if not self._usable():
             return OPEN
         try:

@@ -26,7 +26,6 @@ import base64
 import contextlib
 import datetime as dt
 import http.client
-import importlib.util
 import json
 import os
 import pwd
@@ -42,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from authn import hashes
-from tests.harness.apache import CONF_DIR, Apache, apache_available, run_user
+from tests.harness.apache import Apache, apache_available, run_user
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -147,7 +146,7 @@ def bare_body(docroot: Path, files: Files) -> str:
 
 def authn_body(docroot: Path, files: Files, cache_dir: Path, conf: str = "") -> str:
     """conf/authn.conf at server level, our rows in <Directory> blocks, as an admin would."""
-    site_dirs(docroot, ["open", "ours", "ours-nocache", "ours100k"])
+    site_dirs(docroot, ["open", "ours", "ours-nocache", "ours100k", "ours-nolockout"])
     ours = """
 <Directory "{d}/{name}">
     Include "${{AUTHN_CONF}}/authn-basic.conf"
@@ -164,12 +163,65 @@ def authn_body(docroot: Path, files: Files, cache_dir: Path, conf: str = "") -> 
             ours.format(d=docroot, name="ours", file=files.users, cache=cache_dir, ttl=300),
             ours.format(d=docroot, name="ours-nocache", file=files.users, cache=cache_dir, ttl=0),
             ours.format(d=docroot, name="ours100k", file=files.big, cache=cache_dir, ttl=300),
+            ours.format(d=docroot, name="ours-nolockout", file=files.users, cache=cache_dir, ttl=300).replace(
+                "    Require valid-user", "    PythonOption authn.lockout off\n    Require valid-user"
+            ),
         ]
     )
 
 
+def ldap_body(docroot: Path, ldap: LdapSetup, cache_dir: Path, native_caches: bool) -> str:
+    """Native mod_authnz_ldap and authn's ldap source side by side in one Apache, same slapd,
+    same service account, same search (``uid`` under the suffix), same group."""
+    site_dirs(docroot, ["open", "native-ldap", "native-ldap-group", "ours-ldap", "ours-ldap-group",
+                        "ours-ldap-nocache", "ours-ldap-group-nocache"])  # fmt: skip
+    native = """
+<Directory "{d}/{name}">
+    AuthType Basic
+    AuthName "bench"
+    AuthBasicProvider ldap
+    AuthLDAPURL "{url}"
+    AuthLDAPBindDN "{bind_dn}"
+    AuthLDAPBindPassword "{bind_pw}"
+    {require}
+</Directory>"""
+    ours = """
+<Directory "{d}/{name}">
+    Include "${{AUTHN_CONF}}/authn-basic.conf"
+    PythonOption authn.source ldap
+    PythonOption authn.ldap.url "{url}"
+    PythonOption authn.ldap.bind_dn "{bind_dn}"
+    PythonOption authn.ldap.bind_password_file "{pw_file}"
+    PythonOption authn.ldap.group_base "{groups}"
+    PythonOption authn.cache.dir "{cache}"
+    PythonOption authn.cache.ttl {ttl}
+    {group}
+    Require valid-user
+</Directory>"""
+    common = {"d": docroot, "url": ldap.url, "bind_dn": ldap.bind_dn}
+    lines = [
+        'Include "${AUTHN_CONF}/authn.conf"',
+        f'DocumentRoot "{docroot}"',
+        f'<Directory "{docroot}/open">\n    Require all granted\n</Directory>',
+    ]
+    if not native_caches:
+        lines += ["LDAPCacheEntries 0", "LDAPOpCacheEntries 0"]
+    lines += [
+        native.format(**common, name="native-ldap", bind_pw=ldap.bind_password, require="Require valid-user"),
+        native.format(**common, name="native-ldap-group", bind_pw=ldap.bind_password,
+                      require=f'Require ldap-group {ldap.group_dn}'),
+    ]  # fmt: skip
+    group = f"PythonOption authn.require.group {ldap.group_name}"
+    for name, ttl, grp in (("ours-ldap", 300, ""), ("ours-ldap-group", 300, group),
+                           ("ours-ldap-nocache", 0, ""), ("ours-ldap-group-nocache", 0, group)):  # fmt: skip
+        lines.append(ours.format(**common, name=name, pw_file=ldap.password_file, groups=ldap.group_base,
+                                 cache=cache_dir, ttl=ttl, group=grp))  # fmt: skip
+    return "\n".join(lines)
+
+
 @contextlib.contextmanager
-def apaches(root: Path, files: Files, mpm: str, authn_extra: str = "") -> Iterator[dict[str, Apache]]:
+def apaches(root: Path, files: Files, mpm: str, authn_extra: str = "",
+            ldap: LdapSetup | None = None) -> Iterator[dict[str, Apache]]:  # fmt: skip
     server_conf = PREFORK_CONF if mpm == "prefork" else EVENT_CONF
     cache_dir = root / f"cache-{mpm}"
     cache_dir.mkdir(mode=0o700)
@@ -180,11 +232,17 @@ def apaches(root: Path, files: Files, mpm: str, authn_extra: str = "") -> Iterat
         "authn": Apache(root / f"{mpm}-authn",
                         authn_body(root / f"www-{mpm}-authn", files, cache_dir),
                         mpm=mpm, server_conf=server_conf + authn_extra, log_level="error"),
-        "lean": Apache(root / f"{mpm}-lean",
-                       authn_body(root / f"www-{mpm}-lean", files, cache_dir,
-                                  str(lean_conf(root))),
-                       mpm=mpm, server_conf=server_conf, log_level="error"),
     }  # fmt: skip
+    if ldap is not None:
+        ldap_cache = root / f"cache-{mpm}-ldap"
+        ldap_cache.mkdir(mode=0o700)
+        chown_to_apache(ldap_cache)
+        for name, native_caches in (("ldap", True), ("ldapnc", False)):
+            servers[name] = Apache(
+                root / f"{mpm}-{name}",
+                ldap_body(root / f"www-{mpm}-{name}", ldap, ldap_cache, native_caches),
+                mpm=mpm, modules=("ldap", "authnz_ldap"), server_conf=server_conf, log_level="error",
+            )  # fmt: skip
     try:
         for server in servers.values():
             server.start()
@@ -308,6 +366,37 @@ def cold_latencies(apache_url: str, path: str, users: list[str]) -> list[float]:
     return times
 
 
+def failure_latencies(apache_url: str, path: str, rounds: int) -> dict[str, list[float]]:
+    """Milliseconds of wrong-password and unknown-user requests, interleaved one at a time on
+    one connection, so that both see the same machine (timing equality, measured)."""
+    host, port = apache_url.removeprefix("http://").split(":")
+    times: dict[str, list[float]] = {"wrong password": [], "unknown user": []}
+    headers = {
+        "wrong password": "Basic " + base64.b64encode(b"u0001:not-the-password").decode(),
+        "unknown user": "Basic " + base64.b64encode(b"nobody-here:not-the-password").decode(),
+    }
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for _ in range(rounds):
+            for kind, header in headers.items():
+                started = time.perf_counter()
+                conn.request("GET", path, headers={"Authorization": header})
+                response = conn.getresponse()
+                response.read()
+                times[kind].append((time.perf_counter() - started) * 1000)
+                if response.status != 401:
+                    raise RuntimeError(f"{kind} on {path}: {response.status}")
+    finally:
+        conn.close()
+    return times
+
+
+def percentiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return f"p10 {pick(0.10):.2f} / p50 {pick(0.50):.2f} / p90 {pick(0.90):.2f} / p99 {pick(0.99):.2f} ms"
+
+
 # --- the rows -------------------------------------------------------------------------------
 
 
@@ -339,25 +428,71 @@ ROWS = (
 )  # fmt: skip
 TARGET_ROW = "authn file, cache on, 1,000 users"
 CEILING = "no auth (ceiling)"
-LEAN_ROWS = (
-    Row("experiment: no auth, lean authn.conf", "lean", "/open/", "none"),
-    Row("experiment: authn file, cache on, 1,000 users, lean authn.conf", "lean", "/ours/",
-        "rotating", "native mod_authn_file, 1,000 users"),
+
+
+@dataclass
+class LdapSetup:
+    """A throwaway slapd (tests/harness/slapd.py) and what both modules need to use it."""
+
+    url: str
+    bind_dn: str
+    bind_password: str
+    password_file: Path
+    group_base: str
+    group_name: str
+    group_dn: str
+    header: str  #: Authorization header value ("Basic ...") of the benchmarked directory user
+
+
+LDAP_ROWS = (
+    Row("native mod_authnz_ldap, caches on", "ldap", "/native-ldap/", "ldap"),
+    Row("native mod_authnz_ldap, caches on, ldap-group", "ldap", "/native-ldap-group/", "ldap"),
+    Row("native mod_authnz_ldap, caches off", "ldapnc", "/native-ldap/", "ldap"),
+    Row("native mod_authnz_ldap, caches off, ldap-group", "ldapnc", "/native-ldap-group/", "ldap"),
+    Row("authn ldap, cache on", "ldap", "/ours-ldap/", "ldap", "native mod_authnz_ldap, caches on"),
+    Row("authn ldap, cache on, group", "ldap", "/ours-ldap-group/", "ldap",
+        "native mod_authnz_ldap, caches on, ldap-group"),
+    Row("authn ldap, cache off", "ldapnc", "/ours-ldap-nocache/", "ldap",
+        "native mod_authnz_ldap, caches off"),
+    Row("authn ldap, cache off, group", "ldapnc", "/ours-ldap-group-nocache/", "ldap",
+        "native mod_authnz_ldap, caches off, ldap-group"),
 )  # fmt: skip
 
 
-def ldap_rows() -> list[Row]:
-    """LDAP HOOK: native mod_authnz_ldap (caches on/off, with/without ldap-group) and ours.
-
-    Needs a throwaway slapd (``tests/harness/slapd.py``, on the LDAP branch). Until it is
-    here and wired below, the LDAP rows are skipped with a message, never faked.
-    """
-    if importlib.util.find_spec("tests.harness.slapd") is None:
-        print("LDAP rows skipped: tests/harness/slapd.py is not on this branch yet")
-        return []
-    print("LDAP rows skipped: a slapd harness exists but the LDAP rows are not wired yet "
-          "(bench/run.py, LDAP HOOK)")  # fmt: skip
-    return []
+@contextlib.contextmanager
+def ldap_setup(root: Path) -> Iterator[LdapSetup | None]:
+    """A slapd for the LDAP rows, or None (rows skipped with a message, never faked)."""
+    try:
+        from tests.harness import slapd as harness
+    except ImportError as exc:  # python-ldap missing
+        print(f"LDAP rows skipped: {exc}")
+        yield None
+        return
+    missing = harness.slapd_available()
+    if missing:
+        print(f"LDAP rows skipped: {missing}")
+        yield None
+        return
+    server = harness.Slapd(root / "slapd")
+    server.start()
+    try:
+        pw_file = root / "ldap-service-password"
+        pw_file.write_text(harness.SERVICE_PASSWORD + "\n")
+        chown_to_apache(pw_file)
+        user = "alice"
+        raw = f"{user}:{harness.USERS[user]}".encode()
+        yield LdapSetup(
+            url=f"{server.ldap_url}/{harness.SUFFIX}?uid?sub",
+            bind_dn=harness.SERVICE_DN,
+            bind_password=harness.SERVICE_PASSWORD,
+            password_file=pw_file,
+            group_base=harness.GROUPS,
+            group_name="admins",
+            group_dn=f"cn=admins,{harness.GROUPS}",
+            header="Basic " + base64.b64encode(raw).decode(),
+        )
+    finally:
+        server.stop()
 
 
 @dataclass
@@ -381,15 +516,16 @@ class Result:
         return statistics.median(getattr(r, attr) for r in self.runs)
 
 
-def measure_mpm(mpm: str, root: Path, files: Files, args: argparse.Namespace) -> dict[str, object]:
+def measure_mpm(mpm: str, root: Path, files: Files, args: argparse.Namespace,
+                ldap: LdapSetup | None = None) -> dict[str, object]:  # fmt: skip
     rows = [
         row
-        for row in (*ROWS, *LEAN_ROWS, *ldap_rows())
+        for row in (*ROWS, *(LDAP_ROWS if ldap is not None else ()))
         if not args.only or row.name == CEILING or any(word in row.name for word in args.only)
     ]
     results = {row.name: Result(mpm, row) for row in rows}
     memory: dict[str, object] = {}
-    with apaches(root, files, mpm, args.authn_extra.replace("\\n", "\n")) as servers:
+    with apaches(root, files, mpm, args.authn_extra.replace("\\n", "\n"), ldap) as servers:
         one = token("u0000")
         for server in servers.values():  # touch every child once, then take the baseline
             wrk(server.url + "/open/", 1, connections=20)
@@ -401,6 +537,8 @@ def measure_mpm(mpm: str, root: Path, files: Files, args: argparse.Namespace) ->
                 kwargs: dict[str, object] = {"connections": args.connections}
                 if row.users == "one":
                     kwargs["header"] = one
+                elif row.users == "ldap" and ldap is not None:
+                    kwargs["header"] = ldap.header
                 elif row.users == "rotating":
                     kwargs["tokens"] = files.tokens
                 url = server.url + row.path
@@ -424,10 +562,13 @@ def measure_mpm(mpm: str, root: Path, files: Files, args: argparse.Namespace) ->
         memory["authn child MB (after the long run)"] = children_rss_mb(servers["authn"])
         cold_native = cold_latencies(servers["bare"].url, "/native/", files.cold)
         cold_ours = cold_latencies(servers["authn"].url, "/ours/", files.cold)
+        # lockout would answer 429 after 10 failures from one address: use the lockout-free row
+        failures = failure_latencies(servers["authn"].url, "/ours-nolockout/", len(files.cold))
     return {
         "results": results,
         "memory": memory,
         "cold": {"native": cold_native, "ours": cold_ours},
+        "failures": failures,
     }
 
 
@@ -471,22 +612,6 @@ def lookup_costs() -> dict[str, float]:
 
 def ratio(a: float, b: float | None) -> str:
     return f"{a / b:.2f}" if b else ""
-
-
-def lean_conf(root: Path) -> Path:
-    """conf/authn.conf without the access and authz handlers, and PythonAutoReload Off.
-
-    An experiment, not a shipped config: it shows what the handlers that have nothing to do
-    and mod_python's per-call module reload check cost on every request.
-    """
-    lines = [
-        line
-        for line in (CONF_DIR / "authn.conf").read_text().splitlines()
-        if not line.startswith(("PythonAccessHandler", "PythonAuthzHandler"))
-    ]
-    path = root / "authn-lean.conf"
-    path.write_text("\n".join([*lines, "PythonAutoReload Off", ""]))
-    return path
 
 
 def report(data: dict[str, dict[str, object]], costs: dict[str, float],
@@ -560,6 +685,25 @@ def report(data: dict[str, dict[str, object]], costs: dict[str, float],
             f"too): {before:.1f} -> {end:.1f} MB "
             f"({'flat' if abs(end - before) < 1 else 'NOT flat'})"
         )
+        failures: dict[str, list[float]] = block["failures"]  # type: ignore[assignment]
+        for kind, values in failures.items():
+            targets.append(f"- {mpm}: {kind} (401), {len(values)} requests: {percentiles(values)}")
+        ldap_targets = (
+            ("authn ldap, cache on, group", 1.2),
+            ("authn ldap, cache off", 1.0),
+            ("authn ldap, cache off, group", 1.0),
+            ("authn ldap, cache on", 1.0),
+        )
+        for ours_name, factor in ldap_targets:
+            res = results.get(ours_name)
+            if res is None or not res.runs or res.row.native not in results:
+                continue
+            native_rps = results[res.row.native].rps
+            got = res.rps / native_rps if native_rps else 0.0
+            targets.append(
+                f"- {mpm}: {ours_name} = **{got:.2f}** x {res.row.native} (target >= {factor:g}): "
+                f"{'met' if got >= factor else 'MISSED'}"
+            )
         targets.append(f"- {mpm}: resident memory per child (MB):")
         targets.extend(mem_lines)
     lines += [
@@ -647,9 +791,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"writing users (bcrypt cost {BCRYPT_COST}) in {root}")
         files = make_files(root, COLD_USERS_QUICK if args.quick else COLD_USERS_FULL)
         data = {}
-        for mpm in args.mpm or ["prefork", "event"]:
-            print(f"{mpm}:")
-            data[mpm] = measure_mpm(mpm, root, files, args)
+        with ldap_setup(root) as ldap:
+            for mpm in args.mpm or ["prefork", "event"]:
+                print(f"{mpm}:")
+                data[mpm] = measure_mpm(mpm, root, files, args, ldap)
         costs = lookup_costs()
     finally:
         if not args.keep:

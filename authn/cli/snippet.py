@@ -25,6 +25,7 @@ PythonPath "['${AUTHN_SITE_PACKAGES}'] + sys.path"
 PythonInterpreter main_interpreter
 PythonImport authn.handlers main_interpreter
 PythonDebug Off
+PythonAutoReload Off
 PythonAuthenHandler authn.handlers
 """
 
