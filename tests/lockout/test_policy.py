@@ -166,3 +166,26 @@ def test_unusable_redis_url_fails_open(caplog: pytest.LogCaptureFixture) -> None
     with caplog.at_level(logging.ERROR, logger="authn"):
         assert not guard.check("192.0.2.1", "alice").locked
     assert any("lockout store down" in r.getMessage() for r in caplog.records)
+
+
+def test_clean_record_is_trusted_for_a_second_then_another_process_lock_is_seen(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hot path: a clean (address, user) costs no store read for CLEAN_SECONDS; a lock
+    that another process sets is seen when that time is up, and a failure counted here
+    forgets every clean record at once."""
+    monkeypatch.setattr(lockout, "CLEAN_SECONDS", 0.5)
+    here = Lockout(Policy(threshold=2, client_threshold=100, window=60), make_store())
+    other = Lockout(Policy(threshold=2, client_threshold=100, window=60), make_store())  # another child
+    assert not here.check("192.0.2.9", "alice").locked  # read: clean, trusted from now on
+    other.failed("192.0.2.9", "alice")
+    assert other.failed("192.0.2.9", "alice").locked
+    assert not here.check("192.0.2.9", "alice").locked  # still trusted (at most 0.5 s)
+    time.sleep(0.6)
+    assert here.check("192.0.2.9", "alice").locked  # read again: the lock is seen
+    # A failure counted by this process drops its clean records at once.
+    assert not here.check("192.0.2.10", "bob").locked
+    other.failed("192.0.2.10", "bob")
+    other.failed("192.0.2.10", "bob")
+    here.failed("192.0.2.10", "carol")
+    assert here.check("192.0.2.10", "bob").locked
