@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
 
-.PHONY: demo test lint bench system-deps venv install
+.PHONY: demo test lint bench bench-quick system-deps venv install
 
 demo: system-deps install        ## Apache on 127.0.0.1:8080 protecting static and PHP content
 	$(PY) scripts/demo.py
@@ -16,8 +16,13 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: system-deps install       ## the benchmark against Apache's native modules
+bench: system-deps install       ## the benchmark against Apache's native modules (about 15 min)
+	$(PIP) install 'matplotlib>=3.6'
 	$(PY) -m bench
+
+bench-quick: system-deps install ## the same, short runs (about 3 min)
+	$(PIP) install 'matplotlib>=3.6'
+	$(PY) -m bench --quick
 
 system-deps:
 	scripts/system-deps.sh

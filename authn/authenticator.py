@@ -7,6 +7,7 @@ path, shared by every location that names the same file) stay warm between reque
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -75,8 +76,23 @@ class Authenticator:
             verdict = source.check(user, password)
             if verdict.outcome is not verdict.outcome.UNKNOWN:
                 break
+        if verdict.granted and self.directory is not None and verdict.source == self.directory.name:
+            verdict = self._with_required_group(verdict)
         if verdict.granted and self.cache is not None:
             self.cache.store_verdict(user, password, verdict)
+        return verdict
+
+    def _with_required_group(self, verdict: Verdict) -> Verdict:
+        """The directory's verdict with the first required group the user is in added to its
+        groups, so that the cached verdict answers the group rule without a directory query
+        until it expires (mod_authnz_ldap caches its group compares the same way)."""
+        names = self.settings.require_groups
+        if not names or any(name in verdict.groups for name in names):
+            return verdict
+        assert self.directory is not None
+        for name in names:
+            if self.directory.in_any_group(verdict, (name,)):
+                return dataclasses.replace(verdict, groups=verdict.groups | {name})
         return verdict
 
     @property

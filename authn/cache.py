@@ -95,6 +95,27 @@ class _LocalLayer:
 _local = _LocalLayer(LOCAL_ENTRIES)
 
 
+class CacheStats:
+    """Per-process counters of the cache, for the status page."""
+
+    def __init__(self) -> None:
+        self.local_hits = 0
+        self.shared_hits = 0
+        self.misses = 0
+        self.stored = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+STATS = CacheStats()
+
+
+def local_entries() -> int:
+    """Entries held by this process's layer."""
+    return len(_local.entries)
+
+
 def chain_identity(settings: object) -> bytes:
     """What distinguishes one chain of sources from another, stable across processes.
 
@@ -178,7 +199,9 @@ class VerdictCache:
         if hit is not None:
             expires, gen, verdict = hit
             if now < expires <= now + self.ttl and hmac.compare_digest(gen, generation):
+                STATS.local_hits += 1
                 return verdict
+        STATS.misses += 1  # taken back below on a machine-wide hit
         if self.store is None:
             return None
         try:
@@ -193,6 +216,8 @@ class VerdictCache:
             return None
         verdict = _decode(user, payload)
         self.local.put(key, (expires, gen, verdict))
+        STATS.misses -= 1
+        STATS.shared_hits += 1
         return verdict
 
     def store_verdict(self, user: str, password: bytes, verdict: Verdict) -> None:
@@ -202,6 +227,7 @@ class VerdictCache:
         key = self._key(user, password)
         generation = self._generation()
         expires = time.time() + self.ttl
+        STATS.stored += 1
         self.local.put(key, (expires, generation, verdict))
         if self.store is not None:
             try:

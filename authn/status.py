@@ -13,7 +13,9 @@ Shown:
 * each lockout store in use: up or down, and the highest live counters (client address,
   user, failures, seconds left), marked ``LOCKED`` when they are past the thresholds;
 * each LDAP host this process connected to: up or down at the last attempt, why, and when;
-* whatever other parts registered with :func:`register` (the credential cache).
+* the credential cache: entries in this process's layer, hits (local and machine-wide),
+  misses, hit ratio;
+* whatever other parts registered with :func:`register`.
 
 Counters are per process: with several Apache children, each request shows the child that
 answered it (its pid is on the page and in every Prometheus label set). Lockouts live in the
@@ -120,6 +122,27 @@ def _file_metrics() -> list[Metric]:
                 labels,
             ),
         ]
+    return metrics
+
+
+def _cache_metrics() -> list[Metric]:
+    """The credential cache as this process sees it: size and hits."""
+    from authn import cache
+
+    stats = cache.STATS.as_dict()
+    lookups = stats["local_hits"] + stats["shared_hits"] + stats["misses"]
+    hits = stats["local_hits"] + stats["shared_hits"]
+    helps = {
+        "local_hits": "cache hits in this process's layer",
+        "shared_hits": "cache hits in the machine-wide store",
+        "misses": "cache lookups that ran the full password check",
+        "stored": "granted verdicts stored",
+    }
+    metrics = [Metric(f"authn_cache_{k}_total", helps[k], v, kind="counter") for k, v in stats.items()]
+    metrics += [
+        Metric("authn_cache_local_entries", "entries in this process's layer", cache.local_entries()),
+        Metric("authn_cache_hit_ratio", "hits / lookups in this process", hits / lookups if lookups else 0.0),
+    ]
     return metrics
 
 
@@ -288,6 +311,7 @@ def render(options: Mapping[str, str], *, prometheus: bool = False) -> str:
     metrics = [
         *_process_metrics(),
         *_file_metrics(),
+        *_cache_metrics(),
         *_directory_metrics(),
         *_lockout_metrics(reports),
         *provided,

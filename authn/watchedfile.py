@@ -129,12 +129,17 @@ class WatchedFile(Generic[T]):
         return loaded
 
     def _read(self) -> Loaded[T] | None:
+        """The parsed file, or None when the inode we read was modified while we read it.
+
+        A file replaced by rename while we read it is fine: we read one complete inode (the
+        next check sees the new one). Only an in-place write during the read is refused."""
         started = time.perf_counter()
-        with open(self.path, "rb") as fh:
-            before = _generation(os.fstat(fh.fileno()))
-            data = fh.read()
-        after = os.stat(self.path)
-        if _generation(after) != before or len(data) != before[2]:
-            return None
-        value = self._parse(data, self.path)
-        return Loaded(value, before, time.time(), time.perf_counter() - started)
+        for _ in range(3):
+            with open(self.path, "rb") as fh:
+                before = _generation(os.fstat(fh.fileno()))
+                data = fh.read()
+                after = _generation(os.fstat(fh.fileno()))
+            if after == before and len(data) == before[2]:
+                value = self._parse(data, self.path)
+                return Loaded(value, before, time.time(), time.perf_counter() - started)
+        return None

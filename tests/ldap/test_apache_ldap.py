@@ -269,7 +269,8 @@ def test_outage_under_load_only_5xx_then_200_no_crash(site: Apache, slapd: Slapd
 
 
 def test_status_page_shows_directory_hosts(site: Apache, slapd: Slapd) -> None:
-    """The status page (per child) names each LDAP host the child connected to, up or down."""
+    """The status page (per child) names each LDAP host the child connected to, up or down,
+    and shows the child's credential cache."""
     want = re.compile(r'^authn_ldap_host_up\{[^}]*host="' + re.escape(slapd.ldap_url) + r'"[^}]*\} 1$', re.M)
     for _ in range(20):
         assert get(site, "/plain/", "alice")[0] == 200
@@ -278,3 +279,6 @@ def test_status_page_shows_directory_hosts(site: Apache, slapd: Slapd) -> None:
         if want.search(page):
             break
     assert want.search(page), page
+    # the credential cache of the same child: its size and hits
+    assert re.search(r"^authn_cache_local_entries\{[^}]*\} [1-9]", page, re.M), page
+    assert re.search(r"^authn_cache_hit_ratio\{[^}]*\} 0?\.?[0-9]", page, re.M), page
