@@ -136,7 +136,8 @@ def _lockout_gate(req: Any, authenticator: Authenticator, user: str | None) -> i
     if not decision.locked:
         return None
     req.err_headers_out["Retry-After"] = str(decision.retry_after)
-    _log_denial(req, user or "", "lockout", "locked out")
+    if not decision.repeat:  # one line per lock and process, not one per refused request
+        _log_denial(req, user or "", "lockout", "locked out")
     return HTTP_TOO_MANY_REQUESTS
 
 

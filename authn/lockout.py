@@ -38,6 +38,7 @@ authentication handler.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -162,6 +163,8 @@ class Decision:
     retry_after: int = 0
     reason: str = ""
     pair_failures: int = 0
+    #: a lock this process already knew (no store read, and the handler logs it only once)
+    repeat: bool = False
 
 
 OPEN = Decision()
@@ -198,8 +201,11 @@ class Lockout:
         self._retry_at = 0.0
         self._reminded_at = 0.0
         self._lock = threading.Lock()
-        # (client, user) -> when a clean record (no counter at all) was read and is trusted
+        # (client, user) -> until when a clean record (no counter at all) is trusted
         self._clean: dict[tuple[str, str | None], float] = {}
+        # (client, user) -> until when a known lock holds, its Decision, and whether a
+        # refusal under it was already reported (logged) by this process
+        self._locked: dict[tuple[str, str | None], tuple[float, Decision, bool]] = {}
 
     # -- store health: fail open, retry after a pause, log transitions ---------------------
 
@@ -265,6 +271,15 @@ class Lockout:
         now = time.monotonic()
         if self._clean.get((client, user), 0.0) > now:
             return OPEN
+        known = self._locked.get((client, user))
+        if known is not None and known[0] > now:
+            # A lock only ends when its window does: a flood of refused requests costs no
+            # store read, and only the first refusal is reported (one log line).
+            until, decision, reported = known
+            if not reported:
+                self._locked[(client, user)] = (until, decision, True)
+            STATS.refused += 1
+            return dataclasses.replace(decision, retry_after=max(1, math.ceil(until - now)), repeat=reported)
         keys = [client_key(client)]
         if user is not None:
             keys.append(pair_key(client, user))
@@ -279,7 +294,17 @@ class Lockout:
                 self._clean.clear()
             self._clean[(client, user)] = now + CLEAN_SECONDS
             return OPEN
-        return self._decide(counts, client, user, refusing=True)
+        decision = self._decide(counts, client, user, refusing=True)
+        if decision.locked:
+            self._remember_lock(client, user, decision, now, reported=True)
+        return decision
+
+    def _remember_lock(
+        self, client: str, user: str | None, decision: Decision, now: float, *, reported: bool
+    ) -> None:
+        if len(self._locked) >= CLEAN_MAX:
+            self._locked.clear()
+        self._locked[(client, user)] = (now + decision.retry_after, decision, reported)
 
     def _decide(self, counts: dict[str, Count], client: str, user: str | None, *, refusing: bool) -> Decision:
         now = time.time()
@@ -311,7 +336,10 @@ class Lockout:
             self._fault(exc)
             return OPEN
         self._recovered()
-        return self._decide(counts, client, user, refusing=False)
+        decision = self._decide(counts, client, user, refusing=False)
+        if decision.locked:
+            self._remember_lock(client, user, decision, time.monotonic(), reported=False)
+        return decision
 
     def succeeded(self, client: str, user: str, seen: Decision | None) -> None:
         """A successful check: clear the pair counter if the access handler saw one.
