@@ -110,6 +110,9 @@ Press Ctrl-C to stop.
         flush=True,
     )
     try:
+        # Block the signals only now: Apache's processes must not inherit a blocked SIGTERM
+        # (its children would then ignore their parent's shutdown and linger).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except KeyboardInterrupt:
         pass
@@ -120,5 +123,5 @@ Press Ctrl-C to stop.
 
 
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly while starting too
     sys.exit(main())

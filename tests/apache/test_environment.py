@@ -78,6 +78,23 @@ def test_foreign_python_home_breaks_mod_python(scratch: Path) -> None:
         proc.wait(15)
 
 
+def _apache_processes(port: int) -> list[int]:
+    """Pids of the Apache processes whose config listens on ``port``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            if cmdline and cmdline[0].endswith(b"apache2") and b"-f" in cmdline:
+                conf = Path(cmdline[cmdline.index(b"-f") + 1].decode())
+                if f"Listen 127.0.0.1:{port}" in conf.read_text():
+                    pids.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
 def test_demo_command_serves_what_it_prints(scratch: Path) -> None:
     """`make demo` (scripts/demo.py) starts, protects what it says, and stops on Ctrl-C."""
     port = free_port()
@@ -105,9 +122,16 @@ def test_demo_command_serves_what_it_prints(scratch: Path) -> None:
         assert php.status == 200 and php.body == b"php: hello bob (Basic)\n"
         assert request(port, "/admin/", auth=basic("bob", "builder")).status == 401
         assert request(port, "/admin/", auth=basic("alice", "wonderland")).status == 200
+        children = _apache_processes(port)
+        assert children, "no Apache processes found for the demo"
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0 and "Apache stopped" in rest
+        # every Apache process is gone (none lingers with an inherited blocked SIGTERM)
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{pid}") for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")]
     finally:
         if proc.poll() is None:
             proc.kill()
