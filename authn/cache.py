@@ -44,7 +44,7 @@ from authn.verdict import Verdict
 
 log = logging.getLogger("authn")
 
-DEFAULT_TTL = 300  #: seconds; see docs/cache.md for why
+DEFAULT_TTL = 300  #: seconds; the README ("Why 300 seconds") says why
 DEFAULT_DIR = "/var/cache/authn"
 DEFAULT_ENTRIES = 16384
 LOCAL_ENTRIES = 1024

@@ -97,15 +97,6 @@ def _group_names(value: str) -> tuple[str, ...]:
 # --- ldap value parsers ---
 
 
-def _on_off(value: str) -> bool:
-    word = value.strip().lower()
-    if word in ("on", "yes", "true", "1"):
-        return True
-    if word in ("off", "no", "false", "0"):
-        return False
-    raise ValueError("give on or off")
-
-
 def _dn(value: str) -> str:
     text = value.strip()
     if "=" not in text:
@@ -121,16 +112,6 @@ def _bind_template(value: str) -> str:
             "or %s@example.org (Active Directory)"
         )
     return text
-
-
-def _group_depth(value: str) -> int:
-    try:
-        depth = int(value)
-    except ValueError:
-        raise ValueError("give a whole number from 0 (direct groups only) to 20") from None
-    if not 0 <= depth <= 20:
-        raise ValueError("give a whole number from 0 (direct groups only) to 20")
-    return depth
 
 
 def _attribute_names(value: str) -> tuple[str, ...]:
@@ -217,7 +198,7 @@ OPTIONS: dict[str, Option] = {
             _absolute_path,
             "file holding the service password (one trailing newline ignored)",
         ),
-        Option("authn.ldap.starttls", "ldap_starttls", _on_off, "StartTLS on ldap:// (on|off)"),
+        Option("authn.ldap.starttls", "ldap_starttls", _lockout.parse_switch, "StartTLS on ldap:// (on|off)"),
         Option(
             "authn.ldap.ca_file",
             "ldap_ca_file",
@@ -231,11 +212,11 @@ OPTIONS: dict[str, Option] = {
             _bind_template,
             "direct bind without search: uid=%s,ou=people,dc=example,dc=org or %s@example.org",
         ),
-        Option("authn.ldap.group_depth", "ldap_group_depth", _group_depth, "nested group levels (5)"),
+        Option("authn.ldap.group_depth", "ldap_group_depth", _int_in(0, 20), "nested group levels (5)"),
         Option(
             "authn.ldap.group_in_chain",
             "ldap_group_in_chain",
-            _on_off,
+            _lockout.parse_switch,
             "Active Directory: nested groups by the in-chain rule 1.2.840.113556.1.4.1941",
         ),
         Option(

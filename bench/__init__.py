@@ -1,1 +1,1 @@
-"""The benchmark of authn against Apache's own authentication modules (see docs/bench.md)."""
+"""The benchmark of authn against Apache's own authentication modules (see the README, "Benchmark")."""
