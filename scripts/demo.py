@@ -9,6 +9,7 @@ credentials and ready curl lines, and stops cleanly on Ctrl-C.
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from authn import hashes
-from tests.harness.apache import CONF_DIR, Apache, apache_available, make_readable
+from tests.harness.apache import CONF_DIR, Apache, apache_available, make_readable, run_user
 
 PORT = int(os.environ.get("AUTHN_DEMO_PORT", "8080"))
 USERS = {"alice": ("wonderland", True), "bob": ("builder", False)}
@@ -38,6 +39,10 @@ def build_site(root: Path) -> str:
     users.write_text(
         "".join(f"{name}:{hashes.make_hash(pw.encode(), 'bcrypt', 10)}\n" for name, (pw, _) in USERS.items())
     )
+    cache = root / "cache"  # the machine-wide credential cache, owned by the Apache user
+    cache.mkdir(mode=0o700)
+    entry = pwd.getpwnam(run_user()[0])
+    os.chown(cache, entry.pw_uid, entry.pw_gid)
     groups = root / "groups"
     groups.write_text("admins: " + " ".join(n for n, (_, admin) in USERS.items() if admin) + "\n")
     return f"""
@@ -51,12 +56,14 @@ DirectoryIndex index.html index.php
     Include "{CONF_DIR}/authn-basic.conf"
     AuthName "authn demo"
     PythonOption authn.file "{users}"
+    PythonOption authn.cache.dir "{cache}"
     Require valid-user
 </Directory>
 <Directory "{www}/php">
     Include "{CONF_DIR}/authn-basic.conf"
     AuthName "authn demo"
     PythonOption authn.file "{users}"
+    PythonOption authn.cache.dir "{cache}"
     Require valid-user
 </Directory>
 <Directory "{www}/admin">
@@ -65,6 +72,7 @@ DirectoryIndex index.html index.php
     PythonOption authn.file "{users}"
     PythonOption authn.groupfile "{groups}"
     PythonOption authn.require.group admins
+    PythonOption authn.cache.dir "{cache}"
     Require valid-user
 </Directory>
 """
