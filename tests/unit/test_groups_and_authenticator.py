@@ -22,7 +22,12 @@ def make(tmp_path: Path, **extra: str) -> Authenticator:
     users.write_text(f"alice:{hashes.make_hash(b'pw', 'apr1')}\nbob:{hashes.make_hash(b'pw', 'apr1')}\n")
     groups = tmp_path / "groups"
     groups.write_text("web team: alice\n")
-    options = [("authn.file", str(users)), ("authn.groupfile", str(groups)), *extra.items()]
+    options = [
+        ("authn.file", str(users)),
+        ("authn.groupfile", str(groups)),
+        ("authn.cache.dir", str(tmp_path / "cache")),
+        *extra.items(),
+    ]
     return Authenticator(parse_settings(options))
 
 
