@@ -121,7 +121,7 @@ AddHandler cgi-script .cgi
 {protected(file_opt)}    Require valid-user
 </Directory>
 <Directory "{www}/ht">
-    AllowOverride All
+    AllowOverride AuthConfig
 </Directory>
 <Location "/loc">
 {protected(file_opt)}    Require valid-user
