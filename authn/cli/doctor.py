@@ -17,7 +17,10 @@ is wrong, 1 when something is, 2 when the configuration cannot be read. What is 
 * ``authn.*`` options: unknown keys and bad values (by :mod:`authn.settings`, the same rules
   the server applies), and blocks whose option set is incomplete;
 * blocks that set ``authn.source`` while no ``PythonAuthenHandler authn.handlers`` stands at
-  server level.
+  server level;
+* the verified-credential cache folder (``authn.cache.dir``, default ``/var/cache/authn``)
+  missing, not owned by the Apache user, or under a ``DocumentRoot``: authn then keeps a
+  small cache per process and checks each password hash in full once per process.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import stat
 from collections.abc import Iterable
 
 from authn.cli.apacheconf import Config, Directive, Section, read_config
-from authn.settings import ACTIVATE_AUTHN, ACTIVATE_AUTHZ, OPTIONS, PREFIX, parse_settings
+from authn.settings import ACTIVATE_AUTHN, ACTIVATE_AUTHZ, OPTIONS, PREFIX, Settings, parse_settings
 from authn.verdict import ConfigError
 
 AUTH_HANDLERS = ("pythonauthenhandler", "pythonauthzhandler", "pythonaccesshandler")
@@ -81,6 +84,7 @@ def check(config: Config) -> list[str]:
     _check_options(config, findings)
     _check_blocks(config, findings)
     _check_files(config, findings)
+    _check_cache_folders(config, findings)
     return findings.lines
 
 
@@ -270,6 +274,68 @@ def _check_files(config: Config, findings: Findings) -> None:
                     f"{path} is under the DocumentRoot {root}: anybody can download the hashes",
                     "move it outside every DocumentRoot, e.g. /etc/apache2/authn/",
                 )
+
+
+def _cache_folders(config: Config) -> dict[str, str]:
+    """Each cache folder an authn block uses, with where it is set (or the block, for the default)."""
+    folders: dict[str, str] = {}
+    for block in _auth_blocks(config):
+        opts = {key: (d, value) for d, key, value in _options(_effective(config, block))}
+        if ACTIVATE_AUTHN not in opts:
+            continue
+        ttl = opts.get("authn.cache.ttl")
+        if ttl is not None and ttl[1].strip() == "0":
+            continue
+        given = opts.get("authn.cache.dir")
+        if given is None:
+            folders.setdefault(Settings().cache_dir, f"{block[-1].file}:{block[-1].line}")
+        elif os.path.isabs(given[1]):
+            folders.setdefault(given[1], given[0].where)
+    return folders
+
+
+def _check_cache_folders(config: Config, findings: Findings) -> None:
+    user = _run_user(config)
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return  # reported by the file checks when a file is configured
+    group = grp.getgrgid(entry.pw_gid).gr_name if entry.pw_gid in {g.gr_gid for g in grp.getgrall()} else user
+    create = f"install -d -o {user} -g {group} -m 0700"
+    roots = [os.path.realpath(d.args[0]) for d in config.directives if d.name == "documentroot" and d.args]
+    slower = (
+        "so each Apache process keeps a small cache of its own and checks each password hash in full once"
+    )
+    for folder, where in _cache_folders(config).items():
+        real = os.path.realpath(folder)
+        for root in roots:
+            if os.path.commonpath([real, root]) == root:
+                findings.add(
+                    where,
+                    f"the credential cache folder {folder} is under the DocumentRoot {root}",
+                    "set authn.cache.dir outside every DocumentRoot (default /var/cache/authn)",
+                )
+        try:
+            st = os.lstat(folder)
+        except OSError as exc:
+            problem = "does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror
+            findings.add(
+                where, f"the credential cache folder {folder} {problem}, {slower}", f"{create} {folder}"
+            )
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            findings.add(
+                where,
+                f"the credential cache folder {folder} is not a folder (a symlink?), {slower}",
+                f"rm {folder} && {create} {folder}",
+            )
+        elif st.st_uid != entry.pw_uid:
+            findings.add(
+                where,
+                f"the credential cache folder {folder} belongs to uid {st.st_uid}, not to the Apache "
+                f"user {user}, {slower}",
+                f"chown {user}:{group} {folder} && chmod 0700 {folder}",
+            )
 
 
 def main(argv: list[str]) -> int:

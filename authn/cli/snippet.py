@@ -54,6 +54,8 @@ def snippet(site_packages: str, conf_dir: Path | None) -> str:
     out = [
         f"# authn {authn.__version__}: paste into the main server config (outside any",
         "# <VirtualHost>), once, before the protected blocks. Needs mod_python and mod_auth_basic.",
+        "# Once, as root, the folder of the machine-wide credential cache:",
+        "#   install -d -o www-data -g www-data -m 0700 /var/cache/authn",
         f'Define AUTHN_SITE_PACKAGES "{site_packages}"',
     ]
     if conf_dir is not None:

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import base64
 import http.client
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.cli.helpers import authn
-from tests.harness.apache import CONF_DIR, Apache
+from tests.harness.apache import CONF_DIR, Apache, run_user
 
 
-def _protected_block(users: Path, site: Path) -> str:
+def _protected_block(users: Path, site: Path, cache: Path) -> str:
     return f"""
 Alias /private "{site}"
 <Directory "{site}">
@@ -24,6 +25,7 @@ Alias /private "{site}"
     Include "{CONF_DIR}/authn-basic.conf"
     AuthName "Private area"
     PythonOption authn.file "{users}"
+    PythonOption authn.cache.dir "{cache}"
     Require valid-user
 </Location>
 """
@@ -35,14 +37,23 @@ def test_the_recommended_layout_is_clean(scratch: Path) -> None:
     users.chmod(0o644)
     site = scratch / "site"
     site.mkdir()
+    cache = scratch / "cache"
+    cache.mkdir(mode=0o700)
+    user, group = run_user()
+    shutil.chown(cache, user, group)
     server = Apache(
         scratch / "apache",
-        _protected_block(users, site),
+        _protected_block(users, site, cache),
         server_conf=f'Include "{CONF_DIR}/authn.conf"',
     )
     conf = server.write_config()
     got = authn("check", conf)
     assert got.returncode == 0, got.stdout.decode()
+    shutil.rmtree(cache)
+    got = authn("check", conf)
+    assert got.returncode == 1
+    assert f"cache folder {cache} does not exist" in got.stdout.decode()
+    assert f"fix: install -d -o {user} -g {group} -m 0700 {cache}" in got.stdout.decode()
 
 
 def test_each_mistake_is_reported_with_file_line_and_fix(scratch: Path) -> None:
@@ -83,6 +94,7 @@ IncludeOptional sites/*.conf
     AuthName "y"
     PythonOption authn.source file
     PythonOption authn.file "{secret}/users"
+    PythonOption authn.cache.dir "{docroot}/cache"
     Require valid-user
 </Directory>
 <Directory /opt/native>
@@ -107,7 +119,9 @@ IncludeOptional sites/*.conf
         (f"{site}:10:", "absolute path"),
         (f"{site}:13:", "before mod_python"),
         (f"{site}:17:", "cannot"),
-        (f"{site}:20:", "the group rule is never applied"),
+        (f"{site}:18:", "is under the DocumentRoot"),
+        (f"{site}:18:", "does not exist"),
+        (f"{site}:21:", "the group rule is never applied"),
     ]
     for prefix, words in expected:
         assert any(ln.startswith(prefix) and words in ln and "; fix: " in ln for ln in out.splitlines()), (
