@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 
 from authn.lockoutstore import (
     Count,
+    FailureMarks,
     LockoutStore,
     RedisStore,
     SqliteStore,
@@ -64,6 +65,8 @@ log = logging.getLogger("authn")
 RETRY_SECONDS = 5.0  #: after a store fault, the store is left alone this long
 REMIND_SECONDS = 60.0  #: while the store stays down, a reminder line this often
 CLEAN_SECONDS = 1.0  #: a clean (client, user) record is trusted this long without a store read
+#: ... and this long while the client's failure mark (SQLite store) has not changed
+CLEAN_MARKED_SECONDS = 60.0
 CLEAN_MAX = 4096  #: clean records kept per process (all dropped when full)
 MAX_USER_IN_KEY = 256  #: longer names are cut in keys: only an attacker's junk shares a prefix
 STORES = ("sqlite", "redis")
@@ -201,8 +204,11 @@ class Lockout:
         self._retry_at = 0.0
         self._reminded_at = 0.0
         self._lock = threading.Lock()
-        # (client, user) -> until when a clean record (no counter at all) is trusted
-        self._clean: dict[tuple[str, str | None], float] = {}
+        # (client, user) -> until when a clean record (no counter at all) is trusted, and
+        # the client's failure mark when it was read (None: no marks, time bound only)
+        self._clean: dict[tuple[str, str | None], tuple[float, bytes | None]] = {}
+        marks = getattr(store, "failure_marks", None)
+        self._marks_of_store = marks if callable(marks) else None
         # (client, user) -> until when a known lock holds, its Decision, and whether a
         # refusal under it was already reported (logged) by this process
         self._locked: dict[tuple[str, str | None], tuple[float, Decision, bool]] = {}
@@ -249,6 +255,9 @@ class Lockout:
                     )
                     self._down_since = None
 
+    def _marks(self) -> FailureMarks | None:
+        return self._marks_of_store() if self._marks_of_store is not None else None
+
     @property
     def store_down(self) -> bool:
         return self._down_since is not None
@@ -258,18 +267,24 @@ class Lockout:
     def check(self, client: str, user: str | None) -> Decision:
         """May this request go on to authentication? Never raises for store faults.
 
-        A (client, user) whose counters were both absent is trusted clean for
-        :data:`CLEAN_SECONDS` without reading the store again: the common request of a good
-        user costs no store read. Any failure counted by this process forgets every clean
-        record at once, and the count it gets back is fresh, so a lock is seen here at the
-        next failure; a lock set by another process is seen within CLEAN_SECONDS (at most
-        one more password check per process).
+        A (client, user) whose counters were both absent is trusted clean without reading
+        the store again: the common request of a good user costs no store read. With the
+        SQLite store, for :data:`CLEAN_MARKED_SECONDS` as long as the client's
+        :class:`~authn.lockoutstore.FailureMarks` slot is unchanged (any failure of that
+        client anywhere on the machine changes it, so nothing is missed); with Redis, whose
+        failures may be counted on other machines, for :data:`CLEAN_SECONDS` (a lock set
+        elsewhere is then seen within a second: at most one more password check per
+        process). Any failure counted by this process forgets every clean record at once,
+        and the count it gets back is fresh, so a lock is seen here at the next failure.
         """
         STATS.checks += 1
         if not self._usable():
             return OPEN
         now = time.monotonic()
-        if self._clean.get((client, user), 0.0) > now:
+        marks = self._marks()
+        mark = marks.read(client) if marks is not None else None  # before the store read
+        clean = self._clean.get((client, user))
+        if clean is not None and clean[0] > now and clean[1] == mark:
             return OPEN
         known = self._locked.get((client, user))
         if known is not None and known[0] > now:
@@ -292,7 +307,8 @@ class Lockout:
         if not counts:
             if len(self._clean) >= CLEAN_MAX:
                 self._clean.clear()
-            self._clean[(client, user)] = now + CLEAN_SECONDS
+            trust = CLEAN_SECONDS if mark is None else CLEAN_MARKED_SECONDS
+            self._clean[(client, user)] = (now + trust, mark)
             return OPEN
         decision = self._decide(counts, client, user, refusing=True)
         if decision.locked:
@@ -335,6 +351,10 @@ class Lockout:
         except StoreUnavailable as exc:
             self._fault(exc)
             return OPEN
+        finally:
+            marks = self._marks()
+            if marks is not None:
+                marks.bump(client)  # after the counter is stored: see FailureMarks
         self._recovered()
         decision = self._decide(counts, client, user, refusing=False)
         if decision.locked:
@@ -387,13 +407,28 @@ def _make_store(kind: str, where: str | None) -> LockoutStore:
     return SqliteStore(where)
 
 
+_by_settings: dict[int, tuple[Settings, Lockout | None]] = {}
+
+
 def lockout_for(settings: Settings) -> Lockout | None:
     """The Lockout of a location's settings, or None when ``authn.lockout`` is off.
 
     Built once per distinct configuration and kept for the life of the process. A store that
     cannot even be set up (redis-py missing) gives a Lockout over a store that always fails,
-    so the problem is logged and the site stays up.
+    so the problem is logged and the site stays up. Called twice per request: remembered
+    per Settings object (built once per option set), by identity, so a call is one dict read.
     """
+    known = _by_settings.get(id(settings))
+    if known is not None and known[0] is settings:
+        return known[1]
+    found = _lockout_for(settings)
+    if len(_by_settings) >= CLEAN_MAX:
+        _by_settings.clear()
+    _by_settings[id(settings)] = (settings, found)
+    return found
+
+
+def _lockout_for(settings: Settings) -> Lockout | None:
     if not settings.lockout:
         return None
     policy = Policy(settings.lockout_threshold, settings.lockout_client_threshold, settings.lockout_window)

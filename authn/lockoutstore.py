@@ -13,6 +13,9 @@ Two stores, one interface (:class:`LockoutStore`):
 * :class:`RedisStore`: a Redis server, for several Apache machines behind one load balancer.
   Expiry is Redis's own (``EXPIRE ... NX``), so the machines' clocks need not agree.
 
+Beside the SQLite database, :class:`FailureMarks` (``<database>.marks``, 32 KB, mapped into
+every process) lets a request of a good user skip the store read: see its docstring.
+
 Errors: every fault of the store (file not writable, database locked for too long, Redis not
 answering) raises :class:`StoreUnavailable` with a message that names the store and the fix.
 The caller (:mod:`authn.lockout`) logs it and fails open; the store itself reconnects on the
@@ -22,11 +25,14 @@ next call, so it recovers without a restart. Nothing here imports ``mod_python``
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -88,6 +94,50 @@ _UPSERT = (
 )
 
 
+class FailureMarks:
+    """Per client address, a mark that changes whenever a failure is counted for it.
+
+    A table of :data:`SLOTS` 8-byte slots in a file mapped by every process of the machine;
+    a client address picks its slot by CRC-32. Counting a failure writes fresh random bytes
+    into the client's slot *after* the counter is stored. A process that read the slot, then
+    found no counter for (client, user) in the store, may trust that clean record for as long
+    as the slot still holds the same bytes: any later failure of that client changed it. This
+    is what lets a good user's request skip the store read in every one of 20 or more prefork
+    children, while a guesser elsewhere (another slot) changes nothing for that user. Two
+    addresses that share a slot only cost each other store reads. Writes are whole fresh
+    values, never read-modify-write, so racing writers can never restore a value a reader
+    remembers. Only for stores on this machine: failures counted on another machine (Redis)
+    do not change these marks.
+    """
+
+    SLOTS = 4096
+    SIZE = 8
+
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode) or st.st_mode & 0o022:
+                raise OSError(f"{path} is not a private file of this user")
+            length = self.SLOTS * self.SIZE
+            if st.st_size < length:
+                os.ftruncate(fd, length)
+            self._map = mmap.mmap(fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+
+    def _offset(self, client: str) -> int:
+        return (zlib.crc32(client.encode("utf-8", "surrogateescape")) % self.SLOTS) * self.SIZE
+
+    def read(self, client: str) -> bytes:
+        at = self._offset(client)
+        return self._map[at : at + self.SIZE]
+
+    def bump(self, client: str) -> None:
+        at = self._offset(client)
+        self._map[at : at + self.SIZE] = os.urandom(self.SIZE)
+
+
 def default_folder() -> str:
     """The folder used when ``authn.lockout.dir`` is not set: private to the Apache user."""
     return os.path.join(tempfile.gettempdir(), f"authn-lockout-{os.geteuid()}")
@@ -109,6 +159,18 @@ class SqliteStore:
         self.description = f"sqlite:{self.path}"
         self._local = threading.local()
         self._next_purge = 0.0
+        self._marks: FailureMarks | None = None
+        self._marks_tried = False
+
+    def failure_marks(self) -> FailureMarks | None:
+        """The :class:`FailureMarks` beside the database, made on first use; None when the
+        file cannot be used (then every check reads the store, as before)."""
+        if not self._marks_tried:
+            self._marks_tried = True
+            with contextlib.suppress(OSError, ValueError, StoreUnavailable):
+                self._connection()  # makes and vets the folder
+                self._marks = FailureMarks(self.path + ".marks")
+        return self._marks
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -13,7 +13,7 @@ import pytest
 
 from authn import lockout
 from authn.lockout import Lockout, Policy
-from authn.lockoutstore import LockoutStore, RedisStore, SqliteStore
+from authn.lockoutstore import FailureMarks, LockoutStore, RedisStore, SqliteStore
 from authn.settings import Settings, parse_settings
 from authn.verdict import ConfigError
 
@@ -168,24 +168,80 @@ def test_unusable_redis_url_fails_open(caplog: pytest.LogCaptureFixture) -> None
     assert any("lockout store down" in r.getMessage() for r in caplog.records)
 
 
-def test_clean_record_is_trusted_for_a_second_then_another_process_lock_is_seen(
-    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+def test_clean_record_is_trusted_then_another_process_lock_is_seen(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
-    """The hot path: a clean (address, user) costs no store read for CLEAN_SECONDS; a lock
-    that another process sets is seen when that time is up, and a failure counted here
-    forgets every clean record at once."""
+    """The hot path: a clean (address, user) costs no store read. A lock that another
+    process sets is seen at once with SQLite (the client's failure mark changed), within
+    CLEAN_SECONDS with Redis (the failure may have been counted on another machine); a
+    failure counted here forgets every clean record at once."""
     monkeypatch.setattr(lockout, "CLEAN_SECONDS", 0.5)
     here = Lockout(Policy(threshold=2, client_threshold=100, window=60), make_store())
     other = Lockout(Policy(threshold=2, client_threshold=100, window=60), make_store())  # another child
     assert not here.check("192.0.2.9", "alice").locked  # read: clean, trusted from now on
     other.failed("192.0.2.9", "alice")
     assert other.failed("192.0.2.9", "alice").locked
-    assert not here.check("192.0.2.9", "alice").locked  # still trusted (at most 0.5 s)
-    time.sleep(0.6)
-    assert here.check("192.0.2.9", "alice").locked  # read again: the lock is seen
+    if request.node.callspec.params["make_store"] == "sqlite":
+        assert here.check("192.0.2.9", "alice").locked  # the mark changed: read again at once
+    else:
+        assert not here.check("192.0.2.9", "alice").locked  # still trusted (at most 0.5 s)
+        time.sleep(0.6)
+        assert here.check("192.0.2.9", "alice").locked  # read again: the lock is seen
     # A failure counted by this process drops its clean records at once.
     assert not here.check("192.0.2.10", "bob").locked
     other.failed("192.0.2.10", "bob")
     other.failed("192.0.2.10", "bob")
     here.failed("192.0.2.10", "carol")
     assert here.check("192.0.2.10", "bob").locked
+
+
+def test_sqlite_good_user_costs_no_store_read_while_others_guess(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SQLite, a clean record stays trusted past CLEAN_SECONDS while the client's
+    failure mark is unchanged, and failures of other addresses do not change it: during a
+    guessing flood from elsewhere, every prefork child serves a good user without a store read."""
+    monkeypatch.setattr(lockout, "CLEAN_SECONDS", 0.05)
+    store = SqliteStore(str(tmp_path / "counters"))
+    here = Lockout(Policy(threshold=3, client_threshold=100, window=60), store)
+    other = Lockout(
+        Policy(threshold=3, client_threshold=100, window=60), SqliteStore(str(tmp_path / "counters"))
+    )
+    reads: list[object] = []
+    real_get = store.get
+
+    def counting_get(keys: list[str]) -> dict[str, lockout.Count]:
+        reads.append(keys)
+        return real_get(keys)
+
+    monkeypatch.setattr(store, "get", counting_get)
+    assert not here.check("192.0.2.9", "alice").locked
+    assert len(reads) == 1
+    for i in range(50):
+        other.failed(f"198.51.100.{i % 7}", f"guess{i}")
+    time.sleep(0.1)
+    assert not here.check("192.0.2.9", "alice").locked
+    marks = store.failure_marks()
+    assert marks is not None
+    slots = {marks._offset(f"198.51.100.{i}") for i in range(7)}
+    assert marks._offset("192.0.2.9") not in slots  # (a shared slot would cost a read, no more)
+    assert len(reads) == 1
+    # The same address failing for anyone changes the mark: the next check reads again.
+    other.failed("192.0.2.9", "mallory")
+    assert not here.check("192.0.2.9", "alice").locked
+    assert len(reads) == 2
+
+
+def test_failure_marks_file_is_private(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "counters"))
+    marks = store.failure_marks()
+    assert marks is not None
+    path = Path(store.path + ".marks")
+    assert path.stat().st_mode & 0o777 == 0o600
+    before = marks.read("192.0.2.1")
+    marks.bump("192.0.2.1")
+    assert marks.read("192.0.2.1") != before
+    assert FailureMarks(str(path)).read("192.0.2.1") == marks.read("192.0.2.1")  # shared file
+    path.chmod(0o666)
+    with pytest.raises(OSError):
+        FailureMarks(str(path))
