@@ -421,6 +421,8 @@ ROWS = (
         "native mod_authn_file, 1 user"),
     Row("authn file, cache on, 1,000 users", "authn", "/ours/", "rotating",
         "native mod_authn_file, 1,000 users"),
+    Row("authn file, cache on, 1,000 users, lockout off", "authn", "/ours-nolockout/", "rotating",
+        "native mod_authn_file, 1,000 users"),
     Row("native mod_authn_file, 100k-user file, 1,000 users", "bare", "/native100k/",
         "rotating", None, 5.0),
     Row("authn file, cache on, 100k-user file, 1,000 users", "authn", "/ours100k/",
