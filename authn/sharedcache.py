@@ -1,7 +1,11 @@
-"""The machine-wide store under the verdict cache: a fixed-size table in a shared mmap'd file.
+"""The machine-wide store under the verdict cache: a fixed-size table in one shared file.
 
-Every Apache child and thread on the machine maps the same file, so a credential checked by
-one child is a hit in all the others. The store knows nothing of users or verdicts: it maps a
+Every Apache child and thread on the machine reads and writes the same file, so a credential
+checked by one child is a hit in all the others. A lookup is one ``pread`` of a bucket (2 KB,
+served from the page cache), a store one ``pread`` and one ``pwrite`` under the lock. The file
+is not mapped: a mapping would count its pages (kernel fault-around maps 64 KB at a time, so
+soon the whole file) in the resident memory of each of 20 or more children, though the page
+cache holds them once for the machine. The store knows nothing of users or verdicts: it maps a
 32-byte key (an HMAC the caller computed) to ``(expires, generation, payload)``.
 
 The folder (``authn.cache.dir``) holds two files, both owned by the Apache run user:
@@ -11,8 +15,8 @@ The folder (``authn.cache.dir``) holds two files, both owned by the Apache run u
 * ``entries``: a header and ``slots`` fixed-size slots, mode 0600.
 
 Layout: 4-way set-associative open addressing. The first 8 bytes of the key choose a bucket
-of :data:`WAYS` slots; a lookup compares the key of each slot (constant time) and reads only
-the slot that matches. Each slot carries a keyed BLAKE2b tag over its content under the
+of :data:`WAYS` slots; a lookup reads the bucket and compares the key of each slot (constant
+time). Each slot carries a keyed BLAKE2b tag over its content under the
 secret key, so a slot read while another process was writing it (readers take no lock), or
 one altered by anyone without the key, is simply a miss. Writers take ``flock`` on the file
 plus a thread lock. A full bucket evicts its entry closest to expiry, so the size is bounded
@@ -31,7 +35,6 @@ import errno
 import fcntl
 import hashlib
 import hmac
-import mmap
 import os
 import secrets
 import stat
@@ -140,7 +143,6 @@ class SharedStore:
                 self.slots = self._check_or_init(fd, path, wanted)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-            self._mm = mmap.mmap(fd, HEADER_SIZE + self.slots * SLOT_SIZE)
         except BaseException:
             os.close(fd)
             raise
@@ -173,13 +175,15 @@ class SharedStore:
     def _tag(self, meta: bytes, payload: bytes) -> bytes:
         return hashlib.blake2b(meta + payload, digest_size=TAG_SIZE, key=self.secret).digest()
 
+    def _bucket_at(self, key: bytes) -> int:
+        return HEADER_SIZE + int.from_bytes(key[:8], "little") % self._buckets * WAYS * SLOT_SIZE
+
     def get(self, key: bytes) -> tuple[float, bytes, bytes] | None:
         """``(expires, generation, payload)`` stored under ``key``, or None. Takes no lock."""
-        mm = self._mm
-        base = HEADER_SIZE + int.from_bytes(key[:8], "little") % self._buckets * WAYS * SLOT_SIZE
-        for off in range(base, base + WAYS * SLOT_SIZE, SLOT_SIZE):
-            if hmac.compare_digest(mm[off : off + KEY_SIZE], key):
-                slot = mm[off : off + SLOT_SIZE]
+        bucket = os.pread(self._fd, WAYS * SLOT_SIZE, self._bucket_at(key))
+        for off in range(0, len(bucket) - SLOT_SIZE + 1, SLOT_SIZE):
+            if hmac.compare_digest(bucket[off : off + KEY_SIZE], key):
+                slot = bucket[off : off + SLOT_SIZE]
                 meta = slot[:_TAG_AT]
                 _, expires, generation, size = _META.unpack(meta)
                 if size > MAX_PAYLOAD:
@@ -196,25 +200,24 @@ class SharedStore:
             return False
         meta = _META.pack(key, expires, generation, len(payload))
         record = meta + self._tag(meta, payload) + payload
-        mm = self._mm
-        base = HEADER_SIZE + int.from_bytes(key[:8], "little") % self._buckets * WAYS * SLOT_SIZE
+        base = self._bucket_at(key)
         now = time.time()
         with self._lock:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                victim, soonest = base, float("inf")
-                for off in range(base, base + WAYS * SLOT_SIZE, SLOT_SIZE):
-                    slot_key, slot_expires = struct.unpack_from("<32sd", mm, off)
+                bucket = os.pread(self._fd, WAYS * SLOT_SIZE, base)
+                victim, soonest = 0, float("inf")
+                for off in range(0, len(bucket) - SLOT_SIZE + 1, SLOT_SIZE):
+                    slot_key, slot_expires = struct.unpack_from("<32sd", bucket, off)
                     if slot_key == key or slot_key == _EMPTY_KEY or slot_expires <= now:
                         victim = off
                         break
                     if slot_expires < soonest:
                         victim, soonest = off, slot_expires
-                mm[victim : victim + len(record)] = record
+                os.pwrite(self._fd, record, base + victim)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         return True
 
     def close(self) -> None:
-        self._mm.close()
         os.close(self._fd)
