@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import ctypes
-import ctypes.util
 import hashlib
 import hmac
 import re
@@ -77,7 +76,18 @@ def identify(stored: str) -> HashInfo:
 
 # --- the system crypt(3), called the way Apache calls it --------------------------------------
 
-_libcrypt = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1", use_errno=True)
+
+def _load_libcrypt() -> ctypes.CDLL:
+    """libxcrypt by its soname; ctypes.util (which imports subprocess) only if that fails."""
+    try:
+        return ctypes.CDLL("libcrypt.so.1", use_errno=True)
+    except OSError:
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("crypt") or "libcrypt.so.1", use_errno=True)
+
+
+_libcrypt = _load_libcrypt()
 _crypt_rn = _libcrypt.crypt_rn
 _crypt_rn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
 _crypt_rn.restype = ctypes.c_char_p

@@ -11,7 +11,6 @@ per-request cost is one dict lookup.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import threading
@@ -308,6 +307,8 @@ def parse_settings(options: Iterable[tuple[str, str]]) -> Settings:
             continue
         option = OPTIONS.get(key)
         if option is None:
+            import difflib  # only for a bad config: not loaded into every Apache child
+
             close = difflib.get_close_matches(key, OPTIONS, n=1)
             hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(sorted(OPTIONS))}"
             raise ConfigError(key, f"unknown option{hint}")

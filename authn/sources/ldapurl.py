@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 DEFAULT_PORTS = {"ldap": 389, "ldaps": 636}
 SCOPES = ("base", "one", "sub")
@@ -77,6 +76,8 @@ def parse_ldap_url(value: str) -> LdapURL:
     if len(parts) > 4:
         raise ValueError("too many '?' parts; the syntax is /basedn?attrs?scope?filter")
     parts += [""] * (4 - len(parts))
+    from urllib.parse import unquote  # (with ipaddress): only where an LDAP URL is parsed
+
     base_dn = unquote(parts[0]).strip()
     if not base_dn:
         raise ValueError(f"give a base DN after the hosts, as in {EXAMPLE}")
