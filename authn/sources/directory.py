@@ -4,12 +4,14 @@ Checking a password (:meth:`Directory.check`)
     *Search, then bind*: the service connection searches ``(&(filter)(attr=login))`` under
     the URL's base DN; exactly one entry must match (none: unknown user; more than one:
     logged as ambiguous, unknown user); then the user's DN is bound with the password on a
-    separate connection. *Direct bind* (``authn.ldap.bind_template``): the login is put in
-    the template and bound at once, for directories that forbid searching; the entry is
-    then read as the user. An empty password is refused before any bind (an empty simple
-    bind is an anonymous bind, which succeeds). Logins are escaped for filters (RFC 4515)
-    and DNs (RFC 4514). Active Directory accounts that are disabled, locked or expired
-    (``userAccountControl``, ``accountExpires``) are never granted.
+    separate connection. An unknown user costs one failed bind too (a DN that does not
+    exist, a fixed password), so it takes the time of a wrong password. *Direct bind*
+    (``authn.ldap.bind_template``): the login is put in the template and bound at once, for
+    directories that forbid searching; the entry is then read as the user. An empty password
+    is refused before any bind (an empty simple bind is an anonymous bind, which succeeds).
+    Logins are escaped for filters (RFC 4515) and DNs (RFC 4514). Active Directory accounts
+    that are disabled, locked or expired (``userAccountControl``, ``accountExpires``) are
+    never granted.
 
 A granted verdict carries
     ``attrs``: the URL's attributes, ``authn.ldap.attributes`` and the REMOTE_USER
@@ -65,6 +67,9 @@ from authn.verdict import ConfigError, SourceUnavailable, Verdict
 log = logging.getLogger("authn")
 
 SOURCE_NAME = "ldap"
+#: the bind an unknown user costs (see Directory._dummy_bind): no such entry, not a password
+DUMMY_RDN = "cn=authn-no-such-user"
+DUMMY_PASSWORD = b"authn: unknown user, not a password"
 OUTAGE_STATUS = 503
 _SCOPES = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOPE_SUBTREE}
 _ACCOUNT_ATTRS = ("userAccountControl", "accountExpires", "memberOf")
@@ -225,22 +230,28 @@ class Directory:
             raise self._fault(f"searching for {quote(user)} failed: {describe(exc)}") from None
         # continuation references (Active Directory) come back with a DN of None: skip them
         entries = [(dn, attrs) for dn, attrs in found if isinstance(dn, str)]
-        if not entries:
-            return Verdict.unknown(user, self.name)
-        if len(entries) > 1:
-            log.warning(
-                "authn: ldap: user=%s is ambiguous: more than one entry matches %s under %s; "
-                "treated as unknown (make the filter in authn.ldap.url select one entry)",
-                quote(user),
-                filt,
-                url.base_dn,
-            )
+        if len(entries) != 1:
+            if entries:
+                log.warning(
+                    "authn: ldap: user=%s is ambiguous: more than one entry matches %s under %s; "
+                    "treated as unknown (make the filter in authn.ldap.url select one entry)",
+                    quote(user),
+                    filt,
+                    url.base_dn,
+                )
+            self._user_bind(slot, user, self._dummy_bind)
             return Verdict.unknown(user, self.name)
         dn, attrs = entries[0]
         denial = self._user_bind(slot, user, lambda conn: conn.simple_bind_s(dn, password))
         if denial is not None:
             return denial
         return self._granted(user, dn, attrs)
+
+    def _dummy_bind(self, conn: Any) -> None:
+        """What an unknown user costs: the failed bind a wrong password costs, so the two
+        take the same time (no user enumeration by timing). It binds a DN that does not
+        exist, with a fixed password: the user's password is not sent for it."""
+        conn.simple_bind_s(f"{DUMMY_RDN},{self.config.url.base_dn}", DUMMY_PASSWORD)
 
     def _user_bind(self, slot: Slot, user: str, op: Callable[[Any], None]) -> Verdict | None:
         """Run ``op`` (a bind as the user) on the bind connection: None when the directory

@@ -76,6 +76,24 @@ def test_unknown_user(make_directory: MakeDirectory) -> None:
     assert make_directory().check("nobody", b"x").outcome is Outcome.UNKNOWN
 
 
+def test_unknown_user_costs_the_calls_of_a_wrong_password(
+    make_directory: MakeDirectory, calls: list[tuple[str, tuple[Any, ...]]]
+) -> None:
+    """No user enumeration by timing: an unknown user gets the same search and the same
+    failed bind as a wrong password; the guessed password is not sent for that bind."""
+    directory = make_directory()
+    assert directory.check("alice", pw("alice")).granted  # warm connections
+    calls.clear()
+    assert directory.check("alice", b"nope").outcome is Outcome.DENIED
+    wrong = [name for name, _ in calls]
+    calls.clear()
+    assert directory.check("nobody", b"guess").outcome is Outcome.UNKNOWN
+    unknown = [name for name, _ in calls]
+    assert unknown == wrong == ["search_ext_s", "simple_bind_s"], calls
+    dummy_dn, sent = calls[1][1][:2]
+    assert dummy_dn.startswith("cn=authn-no-such-user,") and sent != b"guess"
+
+
 def test_a_uid_present_twice_is_ambiguous_and_unknown(
     make_directory: MakeDirectory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -127,7 +145,9 @@ def test_filter_is_escaped_rfc4515(
         "(&(objectClass=*)(uid=alice\\29\\28uid=\\2a))",
         "(&(objectClass=*)(uid=a\\5cb))",
     ]
-    assert not [c for c in calls if c[0] == "simple_bind_s" and c[1][0] != SERVICE_DN]
+    # unknown users: only the equal-timing bind, to a DN that holds nothing of the input
+    user_binds = [c[1][0] for c in calls if c[0] == "simple_bind_s" and c[1][0] != SERVICE_DN]
+    assert user_binds and all(dn.startswith("cn=authn-no-such-user,") for dn in user_binds)
 
 
 def test_bind_uses_the_dn_found_with_its_escapes(
