@@ -32,6 +32,18 @@ group rule
 generation
     A value that changes whenever a source's data changes (for the password file: its device,
     inode, size and modification time). Caches drop entries whose generation is stale.
+cache
+    The verified-credential cache (:mod:`authn.cache`): granted verdicts under an HMAC of
+    (chain, user, password), a small per-process layer in front of the machine-wide
+    *shared store* (:mod:`authn.sharedcache`, one file read with ``pread`` by every child).
+lockout
+    Counting failed checks per (user, client address) and per client address, and refusing
+    with 429 past a threshold (:mod:`authn.lockout`); the *store* holds the counters
+    (:mod:`authn.lockoutstore`: SQLite or Redis).
+clean record
+    A process's memory that an (address, user) had no counter when it last read the store;
+    trusted while the address's *failure mark* (a shared slot that changes with every failure
+    of that address) is unchanged, so a good user's request reads no store.
 """
 
 __version__ = "0.1.0"
