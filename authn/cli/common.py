@@ -69,14 +69,18 @@ def read_file(path: str) -> bytes:
 
 
 def prompt_password(prompt: str) -> bytes:
-    """Read a password from the terminal without echo; Ctrl-C or end of input exits 4."""
+    """Read a password from the terminal without echo; Ctrl-C exits 4. End of input reads
+    as an empty password, as htpasswd's prompt does (same exit codes in scripts)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", getpass.GetPassWarning)
             text = getpass.getpass(prompt)
-    except (KeyboardInterrupt, EOFError):
+    except KeyboardInterrupt:
         print(file=sys.stderr)
         raise Exit(ERR_INTERRUPTED, "interrupted; nothing was changed") from None
+    except EOFError:
+        print(file=sys.stderr)
+        return b""
     return os.fsencode(text)
 
 

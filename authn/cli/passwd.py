@@ -261,7 +261,10 @@ def run(argv: list[str]) -> int:
         return _verify(req)
     if req.mode == "delete":
         return _delete(req)
-    stored = make_hash(req, read_password(req, confirm=True))
+    password = read_password(req, confirm=True)
+    if not password:
+        note("Warning: empty password; authn never grants an empty password, so this user cannot log in.")
+    stored = make_hash(req, password)
     if req.mode == "print":
         sys.stdout.buffer.write(htpasswdfile.record(req.user, stored) + b"\n")
         return 0

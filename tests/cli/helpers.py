@@ -26,6 +26,7 @@ def authn(
         env=env(),
         check=check,
         timeout=120,
+        start_new_session=True,  # no controlling terminal: prompts read stdin, as in scripts
     )
 
 
@@ -37,6 +38,7 @@ def htpasswd(
         input=input if input is not None else b"",
         capture_output=True,
         timeout=60,
+        start_new_session=True,
     )
 
 
