@@ -155,7 +155,7 @@ def _check_blocks(config: Config, findings: Findings) -> None:
         authtype = names.get("authtype")
         if authtype is not None and authtype.args and authtype.args[0].lower() == "none":
             continue
-        requires = [d for d in effective if d.name == "require"]
+        requires = [d for d in effective if d.name == "require"] + _nested_requires(config, block)
         if not any(d.args and d.args[0].lower() in USER_REQUIRES for d in requires):
             findings.add(
                 where,
@@ -198,6 +198,24 @@ def _check_blocks(config: Config, findings: Findings) -> None:
                 "Include conf/authn-basic.conf in the block (AuthBasicAuthoritative Off and "
                 "AuthUserFile /dev/null), or load mod_python first",
             )
+
+
+#: sections inside an auth block whose Require lines still apply to all of it
+REQUIRE_CONTAINERS = ("requireany", "requireall", "limit", "limitexcept", "ifmodule", "ifdefine", "ifversion")
+
+
+def _nested_requires(config: Config, block: tuple[Section, ...]) -> list[Directive]:
+    """Require lines in <RequireAny>/<RequireAll> (and <Limit>, <IfModule>...) inside ``block``:
+    ``<RequireAny> Require ip ... / Require valid-user </RequireAny>`` needs a user too."""
+    depth = len(block)
+    return [
+        d
+        for d in config.directives
+        if d.name == "require"
+        and len(d.sections) > depth
+        and d.sections[:depth] == block
+        and all(s.name in REQUIRE_CONTAINERS for s in d.sections[depth:])
+    ]
 
 
 def basic_before(config: Config, basic: Directive, python: Directive) -> bool:

@@ -133,6 +133,36 @@ IncludeOptional sites/*.conf
         assert "www-data cannot enter" in out
 
 
+def test_require_inside_require_any_counts(scratch: Path) -> None:
+    main = scratch / "main.conf"
+    main.write_text(
+        f"""ServerRoot "{scratch}"
+<Directory /srv/mixed>
+    AuthType Basic
+    AuthName "m"
+    AuthBasicProvider file
+    AuthUserFile /dev/null
+    <RequireAny>
+        Require ip 10.0.0.0/8
+        Require valid-user
+    </RequireAny>
+</Directory>
+<Directory /srv/open>
+    AuthType Basic
+    AuthName "o"
+    AuthBasicProvider file
+    AuthUserFile /dev/null
+    <RequireNone>
+        Require user mallory
+    </RequireNone>
+</Directory>
+"""
+    )
+    out = authn("check", main).stdout.decode()
+    assert f"{main}:2:" not in out, out  # the user is required through <RequireAny>
+    assert f"{main}:12:" in out and "no Require" in out, out
+
+
 def _status(server: Apache, path: str, user: str, password: str) -> int:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
