@@ -75,10 +75,19 @@ def _client(req: Any) -> str:
     return str(getattr(req, "useragent_ip", None) or req.connection.client_ip)
 
 
+def _uri(req: Any) -> str:
+    """The request's path, one code point per byte when it is not UTF-8 (mod_python decodes
+    ``req.uri`` as strict UTF-8 and raises: ``/private/%ff`` must not turn into a 500)."""
+    try:
+        return str(req.uri)
+    except UnicodeDecodeError as exc:
+        return bytes(exc.object).decode("latin-1")
+
+
 def _log_denial(req: Any, user: str, source: str, reason: str) -> None:
     req.log_error(
         f"authn: denied user={quote(user)} client={_client(req)} source={source} "
-        f"reason={quote(reason)} uri={quote(req.uri)}",
+        f"reason={quote(reason)} uri={quote(_uri(req))}",
         apache.APLOG_ERR,
     )
 

@@ -88,6 +88,30 @@ def test_bad_authorization_headers_get_400_or_a_401_challenge(
     assert get(apache.port, authorization=basic("bob", USERS["bob"])).status == 200
 
 
+def test_a_path_that_is_not_utf8_gets_401_and_its_denial_line(
+    start_apache: StartApache, scratch: Path
+) -> None:
+    """mod_python raises on ``req.uri`` for a %-encoded non-UTF-8 byte: the answer must still
+    be 401 (then 429 once locked out) with the denial line fail2ban reads, as native answers."""
+    users = scratch / "users"
+    write_users(users, USERS)
+    apache = start_apache(
+        site_body(scratch / "www", users, "PythonOption authn.lockout.threshold 3", status=False)
+    )
+    statuses = [get(apache.port, "/private/%ff", basic("bob", "wrong")).status for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    assert get(apache.port, "/private/%fe%41", basic("nobody", "x")).status == 401
+    assert get(apache.port, "/private/%ff", basic("alice", USERS["alice"])).status == 404
+    log = apache.error_log()
+    assert (
+        log.count(r'user="bob" client=127.0.0.1 source=file reason="bad password" uri="/private/\\xff"') == 3
+    )
+    # Apache's error log doubles our backslash: the byte 0xff reads \\xff there
+    assert r'reason="locked out" uri="/private/\\xff"' in log
+    assert 'user="nobody"' in log and r'uri="/private/\\xfeA"' in log
+    assert "Traceback" not in log and not crashes(log)
+
+
 def test_password_file_replaced_under_load_answers_for_old_or_new(
     start_apache: StartApache, scratch: Path
 ) -> None:
