@@ -2,7 +2,10 @@
 
 :class:`WatchedFile` keeps the parsed value of a file (a password file, a group file) in
 memory. At most once per ``interval`` seconds (default 0.5) it looks at the file's identity (device,
-inode, size, modification time); only when that changed is the file read and parsed again.
+inode, size, modification and change time); only when that changed is the file read and parsed
+again. The change time moves with ``chmod``/``chown`` too, so a file made unreadable to the
+Apache user fails closed (500) within a second, as native Apache does, instead of serving
+its last parsed version.
 The new value replaces the old one only after it was parsed completely from a file that did
 not change while it was read, so a reader never sees half of a file:
 
@@ -34,7 +37,7 @@ SETTLE_SECONDS = 0.2
 #: How often a process looks at the file's identity (one stat() call). With the settle time
 #: this makes an edit visible to every Apache child within 0.7 s.
 CHECK_INTERVAL = 0.5
-Generation = tuple[int, int, int, int]
+Generation = tuple[int, int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +45,13 @@ class Loaded(Generic[T]):
     """One parsed version of the file."""
 
     value: T
-    generation: Generation  #: (device, inode, size, mtime in ns) of what was parsed
+    generation: Generation  #: (device, inode, size, mtime, ctime in ns) of what was parsed
     loaded_at: float  #: wall-clock time of the load
     load_seconds: float  #: how long reading and parsing took
 
 
 def _generation(st: os.stat_result) -> Generation:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class WatchedFile(Generic[T]):

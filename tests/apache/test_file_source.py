@@ -188,5 +188,29 @@ def test_unreadable_file_is_500_naming_path_and_error(site: Site, log_offset: in
     assert f"{Path(site.root) / 'unreadable-users'}: Permission denied (errno 13)" in log
 
 
+def test_a_file_made_unreadable_after_loading_fails_closed(site: Site) -> None:
+    """chmod changes no mtime or inode, but the change time: the next look at the file
+    re-reads it and fails closed, as native Apache does (it reads on every request)."""
+    if os.geteuid() != 0:
+        pytest.skip("Apache runs as ourselves, so our own 0600 file is readable")
+    path = Path(site.root) / "unreadable-users"
+
+    def settles_on(status: int) -> bool:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if request(site.port, "/unreadable/", auth=basic("alice", "wonderland")).status == status:
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        path.chmod(0o644)
+        assert settles_on(200)
+        path.chmod(0o600)
+        assert settles_on(500)
+    finally:
+        path.chmod(0o600)
+
+
 def test_open_area_needs_nothing(site: Site) -> None:
     assert request(site.port, "/open/").status == 200
