@@ -40,9 +40,16 @@ def _hash_one(job: tuple[bytes, str, int | None]) -> str:
     return hashes.make_hash(password, scheme, cost)
 
 
+#: UTF-8, with the byte order mark that spreadsheets write dropped (not part of a user name);
+#: bytes that are not UTF-8 pass through unchanged (surrogateescape, as os.fsencode undoes)
+CSV_ENCODING = "utf-8-sig"
+
+
 def read_rows(stream: io.TextIOBase | io.TextIOWrapper, where: str) -> dict[bytes, bytes]:
-    """user -> password from CSV rows; a first row ``user,password`` is a header."""
+    """user -> password from CSV rows; a first row ``user,password`` is a header. Rows with
+    an empty password are kept (as htpasswd would store them) with one warning naming them."""
     rows: dict[bytes, bytes] = {}
+    empty: list[int] = []
     for number, row in enumerate(csv.reader(stream), start=1):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
@@ -59,7 +66,15 @@ def read_rows(stream: io.TextIOBase | io.TextIOWrapper, where: str) -> dict[byte
             raise Exit(ERR_OVERFLOW, f"{where}:{number}: password too long (> {MAX_VALUE})")
         if user in rows:
             raise Exit(ERR_BAD_USER, f"{where}:{number}: user {row[0]} appears twice")
+        if not password:
+            empty.append(number)
         rows[user] = password
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        note(
+            f"Warning: {where}: {len(empty)} row(s) with an empty password (row {shown}); "
+            "authn never grants an empty password, so these users cannot log in."
+        )
     return rows
 
 
@@ -127,10 +142,13 @@ def main(argv: list[str]) -> int:
         raise Exit(ERR_SYNTAX, "--cost applies to bcrypt only")
 
     if args.csv == "-":
-        rows = read_rows(io.TextIOWrapper(sys.stdin.buffer, newline=""), "stdin")
+        stdin = io.TextIOWrapper(
+            sys.stdin.buffer, encoding=CSV_ENCODING, errors="surrogateescape", newline=""
+        )
+        rows = read_rows(stdin, "stdin")
     else:
         try:
-            with open(args.csv, newline="", encoding="utf-8") as fh:
+            with open(args.csv, newline="", encoding=CSV_ENCODING, errors="surrogateescape") as fh:
                 rows = read_rows(fh, args.csv)
         except OSError as exc:
             raise Exit(ERR_FILE, f"cannot read {args.csv}: {exc.strerror}") from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from authn.sources.groupfile import parse_group_file
 from tests.cli.helpers import authn, htpasswd, verifies
 
@@ -54,6 +56,23 @@ def test_import_hashes_everything_and_htpasswd_agrees(real_htpasswd: str, tmp_pa
     for i in (0, 39):
         assert verifies(real_htpasswd, path, f"u{i}", f"pw {i}")
     assert verifies(real_htpasswd, path, "old", "a,b")
+
+
+@pytest.mark.parametrize("from_stdin", [True, False])
+def test_import_of_a_spreadsheet_csv(real_htpasswd: str, tmp_path: Path, from_stdin: bool) -> None:
+    """What "CSV UTF-8" exports write: a byte order mark, CRLF; the header stays a header,
+    and an empty password is imported with one warning."""
+    path = tmp_path / "users"
+    data = "\ufeffuser,password\r\njörg,pw 1\r\nx5,\r\n".encode()
+    csv_file = tmp_path / "staff.csv"
+    csv_file.write_bytes(data)
+    args = ("import", "-c", "-C", "4", path, "-" if from_stdin else csv_file)
+    got = authn(*args, input=data if from_stdin else None)
+    assert got.returncode == 0, got.stderr
+    assert b"2 added" in got.stderr
+    assert b"1 row(s) with an empty password (row 3)" in got.stderr
+    assert {line.split(b":")[0] for line in path.read_bytes().splitlines()} == {"jörg".encode(), b"x5"}
+    assert verifies(real_htpasswd, path, "jörg", "pw 1")
 
 
 def test_import_stops_on_a_bad_row_before_writing(tmp_path: Path) -> None:
