@@ -31,7 +31,7 @@ group rule
     ``authn.require.group``: the user must be in at least one of the named groups.
 generation
     A value that changes whenever a source's data changes (for the password file: its device,
-    inode, size and modification time). Caches drop entries whose generation is stale.
+    inode, size, modification and change time). Caches drop entries whose generation is stale.
 cache
     The verified-credential cache (:mod:`authn.cache`): granted verdicts under an HMAC of
     (chain, user, password), a small per-process layer in front of the machine-wide

@@ -10,7 +10,7 @@ What is stored, and what is not
   never stored, in memory or on disk; the secret is 32 random bytes in ``authn.cache.dir``.
 * The value is the granted verdict only (source name, groups, attributes), its expiry, and a
   digest of the generation of every source of the chain (for the password file: device,
-  inode, size, mtime). A changed source makes every entry of the old generation a miss at
+  inode, size, mtime, ctime). A changed source makes every entry of the old generation a miss at
   once; the password file is looked at once per second.
 * Denials are never stored: a wrong password never matches an entry's key, so it always runs
   the full check. Comparisons of keys and tags are constant-time.
