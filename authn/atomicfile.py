@@ -168,7 +168,12 @@ def rewrite(path: str, change: Callable[[Original], bytes | None]) -> bytes | No
     ``change`` gets the :class:`Original` (``data`` None if the file does not exist) and
     returns the new bytes, or None to leave the file alone; it may raise to abort, and then
     nothing is written. Returns what ``change`` returned.
+
+    A symlink is followed, as htpasswd does: the file it points to is rewritten (with its
+    lock and temp file in that file's folder) and the link stays a link. A hard link cannot
+    be kept by a rename: the other names keep the old content (see the README).
     """
+    path = os.path.realpath(path)
     with exclusive_lock(path):
         original = read_original(path)
         new = change(original)

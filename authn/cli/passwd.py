@@ -205,8 +205,9 @@ def check_file_access(req: Request) -> None:
         return
     if req.mode != "create":
         raise Exit(ERR_FILE, f"cannot modify file {path}; use '-c' to create it")
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.lexists(path) or not os.access(folder, os.W_OK | os.X_OK):
+    real = os.path.realpath(path)  # a dangling symlink: create what it points to, as htpasswd
+    folder = os.path.dirname(real)
+    if os.path.lexists(real) or not os.access(folder, os.W_OK | os.X_OK):
         raise Exit(ERR_FILE, f"cannot create file {path}")
 
 

@@ -148,3 +148,27 @@ def test_import_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert b"hashing [" in seen
     assert _exit_code(pid, fd) == 0
     assert len(path.read_bytes().splitlines()) == 30
+
+
+def test_a_symlinked_file_is_written_through_and_stays_a_link(tmp_path: Path) -> None:
+    """As htpasswd does: the file the link points to changes, the link stays a link (Apache
+    may name either path). A dangling link with -c creates its target."""
+    real = tmp_path / "real"
+    real.mkdir()
+    target = real / "users"
+    assert authn("passwd", "-cb", target, "alice", "pw").returncode == 0
+    link = tmp_path / "users"
+    link.symlink_to(target)
+    assert authn("passwd", "-b", link, "bob", "pw").returncode == 0
+    assert authn("disable", link, "alice").returncode == 0
+    groups = tmp_path / "groups"
+    groups.symlink_to(real / "groups")
+    assert authn("group", "add", "-c", groups, "admins", "bob").returncode == 0
+    assert link.is_symlink() and groups.is_symlink()
+    assert [line.split(b":")[0] for line in target.read_bytes().splitlines()] == [b"alice", b"bob"]
+    assert b"alice:!" in target.read_bytes()
+    assert (real / "groups").read_bytes() == b"admins: bob\n"
+    dangling = tmp_path / "new"
+    dangling.symlink_to(real / "new")
+    assert authn("passwd", "-cb", dangling, "carol", "pw").returncode == 0
+    assert dangling.is_symlink() and (real / "new").read_bytes().startswith(b"carol:")
