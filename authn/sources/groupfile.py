@@ -1,6 +1,8 @@
 """Groups from an AuthGroupFile-format file (``group: user1 user2``), parsed once per change.
 
-Parsing follows Apache's mod_authz_groupfile: each line is trimmed; empty lines and lines
+Parsing follows Apache's mod_authz_groupfile: lines are read by Apache's line reader
+(:mod:`authn.sources.apachelines`: a trailing backslash continues a line, a line over 8190
+bytes ends the file), each line is trimmed; empty lines and lines
 starting with ``#`` are skipped; the group name is everything before the first ``:`` (so a
 group name may contain spaces: ``web team: alice``); the members are the words after it,
 split like Apache's ``ap_getword_conf`` (a quoted member may contain spaces). A group may
@@ -13,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from authn.sources.apachelines import APACHE_MAX_LINE, TooLong, logical_lines
 from authn.watchedfile import CHECK_INTERVAL, WatchedFile
 from authn.words import split_words
 
@@ -24,8 +27,16 @@ GroupTable = Mapping[str, frozenset[str]]  # user -> the groups that name the us
 def parse_group_file(data: bytes, path: str = "<group file>") -> GroupTable:
     """Parse an AuthGroupFile-format file; never raises for bad content."""
     groups_of: dict[str, set[str]] = {}
-    for number, raw in enumerate(data.decode("latin-1").split("\n"), start=1):
-        line = raw.strip(" \t\r\n\v\f")
+    for item in logical_lines(data.decode("latin-1")):
+        if isinstance(item, TooLong):
+            log.warning(
+                "authn: %s:%d: line longer than %d bytes; Apache stops reading the file here",
+                path,
+                item.number,
+                APACHE_MAX_LINE,
+            )
+            break
+        number, line = item
         if not line or line.startswith("#"):
             continue
         group, colon, members = line.partition(":")

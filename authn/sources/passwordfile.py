@@ -3,13 +3,14 @@
 Parsing follows Apache's mod_authn_file line by line, so that we grant exactly what it
 grants:
 
-* each line is trimmed of surrounding white space (CRLF files work); empty lines and lines
-  starting with ``#`` are skipped;
+* lines are read by Apache's line reader (:mod:`authn.sources.apachelines`): a line ending
+  in a backslash continues on the next one, and each line is trimmed of surrounding white
+  space (CRLF files work); empty lines and lines starting with ``#`` are skipped;
 * the user name is everything before the first ``:``, the hash everything after it up to the
   next ``:`` (later fields are ignored, as in Apache);
 * the first line for a user wins; later ones are shadowed;
-* a line longer than Apache's 8190-byte line limit ends the file for Apache, so it ends it
-  for us too.
+* a line longer than Apache's 8190-byte line limit (a CR before the LF counts) ends the
+  file for Apache, so it ends it for us too.
 
 Lines that Apache would not use (no colon, empty user, empty or plaintext hash, duplicate
 user) are kept exactly as Apache treats them and produce one warning each, naming the file
@@ -29,12 +30,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from authn import hashes
+from authn.sources.apachelines import APACHE_MAX_LINE, TooLong, logical_lines
 from authn.verdict import Verdict
 from authn.watchedfile import CHECK_INTERVAL, Generation, WatchedFile
 
 log = logging.getLogger("authn")
 
-APACHE_MAX_LINE = 8190
 DISABLED_PREFIX = "!"
 
 
@@ -52,14 +53,14 @@ def parse_password_file(data: bytes, path: str = "<password file>") -> PasswordT
     table: dict[str, str] = {}
     warnings: list[str] = []
     text = data.decode("latin-1")  # byte-exact: one code point per byte
-    for number, raw in enumerate(text.split("\n"), start=1):
-        if len(raw.rstrip("\r")) > APACHE_MAX_LINE:
+    for item in logical_lines(text):
+        if isinstance(item, TooLong):
             warnings.append(
-                f"{path}:{number}: line longer than {APACHE_MAX_LINE} bytes; Apache stops "
+                f"{path}:{item.number}: line longer than {APACHE_MAX_LINE} bytes; Apache stops "
                 "reading the file here, so the lines after it are ignored too"
             )
             break
-        line = raw.strip(" \t\r\n\v\f")
+        number, line = item
         if not line or line.startswith("#"):
             continue
         user, colon, rest = line.partition(":")

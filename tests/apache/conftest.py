@@ -34,6 +34,13 @@ EXTRA_LINES = [
     "plain:secret",  # plaintext: never grants on Unix
     "nohash:",
     "alice:" + hashes.make_hash(b"second-line", "apr1"),  # duplicate: first line wins
+    # Apache's line reader joins a line ending in a backslash with the next one:
+    "# a comment that goes on \\",
+    "hidden:" + hashes.make_hash(b"h-pass", "apr1"),  # part of the comment: no such user
+    "# the same with CRLF \\\r",
+    "hidden2:" + hashes.make_hash(b"h2-pass", "apr1"),
+    "joined\\",
+    ":" + hashes.make_hash(b"j-pass", "apr1"),  # "joined:<hash>": a user
 ]
 GROUPS = "admins: alice\nweb team: bob\n"
 

@@ -71,7 +71,9 @@ def test_native_and_ours_agree_on_the_same_file(site: Site) -> None:
     cases = [(u, p) for u, p, _ in USERS]
     cases += [(u, p + b"!") for u, p, _ in USERS]
     cases += [(b"alice", b"second-line"), (b"plain", b"secret"), (b"nohash", b"x"), (b"longpw", b"L" * 72),
-              (b"longpw", b"L" * 71), ("jörg".encode("latin-1"), "pässwörd".encode())]  # fmt: skip
+              (b"longpw", b"L" * 71), ("jörg".encode("latin-1"), "pässwörd".encode()),
+              (b"hidden", b"h-pass"), (b"hidden2", b"h2-pass"), (b"joined", b"j-pass")]  # fmt: skip
+    assert request(site.port, "/dir/", auth=basic("joined", "j-pass")).status == 200
     for user, password in cases:
         ours = request(site.port, "/dir/", auth=basic(user, password)).status
         native = request(site.port, "/native/", auth=basic(user, password)).status
