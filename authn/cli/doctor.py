@@ -7,7 +7,10 @@ is wrong, 1 when something is, 2 when the configuration cannot be read. What is 
   lacks the workaround (``AuthBasicAuthoritative Off`` + ``AuthUserFile /dev/null``, as in
   conf/authn-basic.conf): every request with a password then gets 500;
 * an auth block (``AuthType`` or ``PythonOption authn.source``) with no ``Require`` that
-  needs a user: Apache grants everything and never asks for a password;
+  needs a user (in it, in a <RequireAny>/<RequireAll> inside it, or merged from a parent
+  <Directory>/<Location> when it has no Require of its own): Apache grants everything and
+  never asks for a password; likewise when that Require is only inside <Limit>, or stands
+  beside ``Require all granted``;
 * ``PythonAuthenHandler``/``PythonAuthzHandler``/``PythonAccessHandler`` inside
   ``<Location>``/``<LocationMatch>``: static files and PHP behind it answer 404;
 * ``PythonDebug On`` (tracebacks go to the client);
@@ -155,13 +158,37 @@ def _check_blocks(config: Config, findings: Findings) -> None:
         authtype = names.get("authtype")
         if authtype is not None and authtype.args and authtype.args[0].lower() == "none":
             continue
-        requires = [d for d in effective if d.name == "require"] + _nested_requires(config, block)
-        if not any(d.args and d.args[0].lower() in USER_REQUIRES for d in requires):
+        requires = [d for d in effective if d.name == "require"] + _nested_requires(
+            config, block, REQUIRE_CONTAINERS
+        )
+        if not any(d.sections[: len(block)] == block for d in requires):
+            requires += _inherited_requires(config, block)  # no Require of its own: merged
+        limited = _nested_requires(config, block, REQUIRE_CONTAINERS + LIMITS)
+        if not any(_needs_user(d) for d in requires):
+            if any(_needs_user(d) for d in limited):
+                findings.add(
+                    where,
+                    f"{block[-1]} asks for a user only inside <Limit>/<LimitExcept>: every other "
+                    "method (POST, PUT, DELETE...) is granted without a password",
+                    "move the Require line out of <Limit> (wrap it in <RequireAll> with a "
+                    "'Require method' line if some methods must stay open)",
+                )
+            else:
+                findings.add(
+                    where,
+                    f"{block[-1]} sets up authentication ({first.where}) but has no Require that "
+                    "needs a user, so Apache grants every request and never asks for a password",
+                    "add 'Require valid-user' (or Require user/group ...) to the block",
+                )
+        own = [d for d in config.directives if d.name == "require" and d.sections == block]
+        granted = [d for d in own if [a.lower() for a in d.args[:2]] == ["all", "granted"]]
+        if granted and any(_needs_user(d) for d in own):
             findings.add(
-                where,
-                f"{block[-1]} sets up authentication ({first.where}) but has no Require that "
-                "needs a user, so Apache grants every request and never asks for a password",
-                "add 'Require valid-user' (or Require user/group ...) to the block",
+                granted[0].where,
+                f"'Require all granted' beside a Require that needs a user in {block[-1]}: "
+                "Require lines of one block are alternatives, so every request is granted "
+                "and nobody is asked for a password",
+                "remove 'Require all granted' (or use <RequireAll>/<RequireAny> on purpose)",
             )
         opts = _options(effective)
         keys = {key for _, key, _ in opts}
@@ -200,12 +227,20 @@ def _check_blocks(config: Config, findings: Findings) -> None:
             )
 
 
-#: sections inside an auth block whose Require lines still apply to all of it
-REQUIRE_CONTAINERS = ("requireany", "requireall", "limit", "limitexcept", "ifmodule", "ifdefine", "ifversion")
+#: sections inside an auth block whose Require lines still apply to every request of it
+REQUIRE_CONTAINERS = ("requireany", "requireall", "ifmodule", "ifdefine", "ifversion")
+#: ... and those whose Require lines apply to some methods only
+LIMITS = ("limit", "limitexcept")
 
 
-def _nested_requires(config: Config, block: tuple[Section, ...]) -> list[Directive]:
-    """Require lines in <RequireAny>/<RequireAll> (and <Limit>, <IfModule>...) inside ``block``:
+def _needs_user(directive: Directive) -> bool:
+    return bool(directive.args) and directive.args[0].lower() in USER_REQUIRES
+
+
+def _nested_requires(
+    config: Config, block: tuple[Section, ...], containers: tuple[str, ...]
+) -> list[Directive]:
+    """Require lines in ``containers`` (<RequireAny>, <IfModule>...) inside ``block``:
     ``<RequireAny> Require ip ... / Require valid-user </RequireAny>`` needs a user too."""
     depth = len(block)
     return [
@@ -214,8 +249,28 @@ def _nested_requires(config: Config, block: tuple[Section, ...]) -> list[Directi
         if d.name == "require"
         and len(d.sections) > depth
         and d.sections[:depth] == block
-        and all(s.name in REQUIRE_CONTAINERS for s in d.sections[depth:])
+        and all(s.name in containers for s in d.sections[depth:])
     ]
+
+
+def _inherited_requires(config: Config, block: tuple[Section, ...]) -> list[Directive]:
+    """Require lines of a <Directory> (or <Location>) over a parent path of ``block``'s, in
+    the same surrounding sections: Apache merges them into the block when it has none."""
+    last = block[-1]
+    if last.name not in ("directory", "location") or not last.args or last.args[0] == "~":
+        return []
+    path = last.args[0].rstrip("/")
+    out = []
+    for d in config.directives:
+        if d.name != "require" or len(d.sections) != len(block) or d.sections[:-1] != block[:-1]:
+            continue
+        parent = d.sections[-1]
+        if parent.name != last.name or not parent.args or parent.args[0] == "~" or parent == last:
+            continue
+        base = parent.args[0].rstrip("/")
+        if path.startswith(base + "/") or base == "":
+            out.append(d)
+    return out
 
 
 def basic_before(config: Config, basic: Directive, python: Directive) -> bool:

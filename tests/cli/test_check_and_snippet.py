@@ -133,34 +133,41 @@ IncludeOptional sites/*.conf
         assert "www-data cannot enter" in out
 
 
-def test_require_inside_require_any_counts(scratch: Path) -> None:
+AUTH = "    AuthType Basic\n    AuthName x\n    AuthBasicProvider file\n    AuthUserFile /dev/null\n"
+
+
+def test_where_apache_finds_the_require_line(scratch: Path) -> None:
+    """Require lines as Apache applies them: inside <RequireAny> (counts), inside <Limit>
+    (other methods open), beside 'Require all granted' (alternatives: all open), and merged
+    from a parent <Directory> when the block has none of its own."""
+    blocks = {
+        "mixed": "    <RequireAny>\n        Require ip 10.0.0.0/8\n"
+        "        Require valid-user\n    </RequireAny>\n",
+        "none-only": "    <RequireNone>\n        Require user mallory\n    </RequireNone>\n",
+        "limit": "    <Limit GET>\n        Require valid-user\n    </Limit>\n",
+        "granted": "    Require all granted\n    Require valid-user\n",
+        "parent": "    Require valid-user\n",
+        "parent/inner": "",
+        "parent/open": "    Require all granted\n",
+    }
+    text = f'ServerRoot "{scratch}"\n'
+    lines: dict[str, int] = {}
+    for name, body in blocks.items():
+        lines[name] = text.count("\n") + 1
+        text += f"<Directory /srv/{name}>\n{AUTH if name != 'parent' else ''}{body}</Directory>\n"
     main = scratch / "main.conf"
-    main.write_text(
-        f"""ServerRoot "{scratch}"
-<Directory /srv/mixed>
-    AuthType Basic
-    AuthName "m"
-    AuthBasicProvider file
-    AuthUserFile /dev/null
-    <RequireAny>
-        Require ip 10.0.0.0/8
-        Require valid-user
-    </RequireAny>
-</Directory>
-<Directory /srv/open>
-    AuthType Basic
-    AuthName "o"
-    AuthBasicProvider file
-    AuthUserFile /dev/null
-    <RequireNone>
-        Require user mallory
-    </RequireNone>
-</Directory>
-"""
-    )
+    main.write_text(text)
     out = authn("check", main).stdout.decode()
-    assert f"{main}:2:" not in out, out  # the user is required through <RequireAny>
-    assert f"{main}:12:" in out and "no Require" in out, out
+
+    def found(name: str, words: str) -> bool:
+        return any(words in ln for ln in out.splitlines() if ln.startswith(f"{main}:{lines[name]}:"))
+
+    assert not found("mixed", "no Require"), out
+    assert found("none-only", "no Require"), out
+    assert found("limit", "only inside <Limit>"), out
+    assert any("'Require all granted' beside" in ln for ln in out.splitlines()), out
+    assert not found("parent/inner", "no Require"), out  # merged from /srv/parent
+    assert found("parent/open", "no Require"), out  # its own Require replaces the parent's
 
 
 def _status(server: Apache, path: str, user: str, password: str) -> int:
