@@ -206,7 +206,7 @@ def _check_blocks(config: Config, findings: Findings) -> None:
         try:
             parse_settings([(key, value) for _, key, value in opts if key in OPTIONS])
         except ConfigError as exc:
-            findings.add(where, f"{block[-1]}: {exc}", "add the missing PythonOption line")
+            findings.add(where, f"{block[-1]}: {exc}", "add or correct the PythonOption line it names")
         if not handler_at_server_level:
             findings.add(
                 where,

@@ -7,6 +7,7 @@ prefixed ``authn <command>:``) and exits with htpasswd's codes (:mod:`authn.cli.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from authn.cli import common
@@ -141,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nauthn {name}: interrupted; nothing was changed", file=sys.stderr)
         return common.ERR_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (authn list | head): no traceback, and none at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
