@@ -55,7 +55,8 @@ def list_users(path: str, *, as_json: bool, weak_only: bool) -> int:
     table = parse_password_file(read_file(path), path)
     for warning in table.warnings:
         note(f"warning: {warning}")
-    infos = [describe(user, stored) for user, stored in table.hashes.items()]
+    # lines Apache cannot use (no ':' or an empty name or hash) are in the warnings, not users
+    infos = [describe(user, stored) for user, stored in table.hashes.items() if user and stored]
     if weak_only:
         infos = [i for i in infos if i.weak]
     if as_json:
