@@ -59,6 +59,23 @@ class Authenticator:
             self.group_file = _shared("groupfile", settings.group_file, GroupFile)  # type: ignore[assignment]
         self.cache = cache_for(settings, self.sources)  # None when authn.cache.ttl is 0
 
+    def lockout_name(self, user: str) -> str:
+        """The name the lockout counts ``user``'s failures under.
+
+        A password file's names are exact. A directory matches logins without regard to case
+        or to surrounding and repeated spaces (``uid``, ``cn``, ``mail`` compare that way), so
+        where the chain has an LDAP source ``ALICE``, `` alice`` and ``alice`` are one user to
+        the lockout: changing the case must not buy a guesser a fresh budget. The result is
+        in the same network form as ``user`` (UTF-8 bytes read as Latin-1).
+        """
+        if self.directory is None:
+            return user
+        try:
+            text = user.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return " ".join(user.split()).lower()
+        return " ".join(text.split()).casefold().encode("utf-8").decode("latin-1")
+
     def authenticate(self, user: str, password: bytes) -> Verdict:
         """Ask the sources in order; the first that knows the user decides.
 

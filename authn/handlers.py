@@ -140,7 +140,7 @@ def _lockout_gate(req: Any, authenticator: Authenticator, user: str | None) -> i
     lockout = lockout_for(authenticator.settings)
     if lockout is None or hasattr(req, _LOCKOUT_ATTR):
         return None
-    decision = lockout.check(_client(req), user)
+    decision = lockout.check(_client(req), None if user is None else authenticator.lockout_name(user))
     setattr(req, _LOCKOUT_ATTR, decision)
     if not decision.locked:
         return None
@@ -194,10 +194,11 @@ def authenhandler(req: Any) -> int:
     lockout = lockout_for(authenticator.settings)
     if lockout is not None:
         seen: Decision | None = getattr(req, _LOCKOUT_ATTR, None)
+        counted = authenticator.lockout_name(user)
         if verdict.granted:
-            lockout.succeeded(_client(req), user, seen)
+            lockout.succeeded(_client(req), counted, seen)
         else:
-            lockout.failed(_client(req), user)
+            lockout.failed(_client(req), counted)
     if not verdict.granted:
         _log_denial(req, user, verdict.source, verdict.reason)
         return int(apache.HTTP_UNAUTHORIZED)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need
-from tests.harness.apache import Apache, apache_available, make_readable
+from tests.harness.apache import Apache, apache_available, make_readable, run_user
 from tests.harness.slapd import GROUPS, PEOPLE, SERVICE_DN, USERS, Slapd
 
 pytestmark = [pytest.mark.apache, pytest.mark.slapd]
@@ -79,7 +80,12 @@ def site(
         "tls": {**ldaps, "authn.ldap.ca_file": slapd.cafile},
         "badca": {**ldaps, "authn.ldap.ca_file": str(slapd.certs["wrong_ca"])},
         "both": {**base, "authn.source": "file ldap", "authn.file": str(work / "users")},
+        # its own counters (a lock here must not leak into the other tests' locations)
+        "lock3": {**base, "authn.lockout.threshold": "3", "authn.lockout.dir": str(work / "lockout")},
     }
+    (work / "lockout").mkdir()
+    user, group = run_user()
+    shutil.chown(work / "lockout", user, group)
     # the file knows alice with another password; bob is only in the directory
     subprocess.run(["htpasswd", "-cbB", str(work / "users"), "alice", "file-pw"], check=True)
     body = [f'DocumentRoot "{docroot}"', 'Include "${AUTHN_CONF}/authn.conf"']
@@ -282,3 +288,12 @@ def test_status_page_shows_directory_hosts(site: Apache, slapd: Slapd) -> None:
     # the credential cache of the same child: its size and hits
     assert re.search(r"^authn_cache_local_entries\{[^}]*\} [1-9]", page, re.M), page
     assert re.search(r"^authn_cache_hit_ratio\{[^}]*\} 0?\.?[0-9]", page, re.M), page
+
+
+def test_lockout_counts_a_directory_login_whatever_its_case_or_spaces(site: Apache) -> None:
+    """The directory matches uid without regard to case and spaces, so "CAROL", "Carol" and
+    " carol" are the same account: three wrong guesses in any spelling lock it (threshold 3)."""
+    statuses = [get(site, "/lock3/", login, "wrong")[0] for login in ("CAROL", "Carol", " carol ")]
+    assert statuses == [401, 401, 401]
+    assert get(site, "/lock3/", "carol", "wrong")[0] == 429
+    assert get(site, "/lock3/", "CaRoL", USERS["carol"])[0] == 429  # locked, whatever the spelling

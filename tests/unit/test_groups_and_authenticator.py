@@ -41,3 +41,22 @@ def test_group_rule(tmp_path: Path) -> None:
     assert auth.authorize("alice")
     assert not auth.authorize("bob")
     assert make(tmp_path).authorize("bob")  # no rule, no refusal
+
+
+def test_lockout_name_is_exact_for_a_file_and_folded_for_a_directory(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text("alice:$apr1$x$y\n")
+    file_only = Authenticator(parse_settings([("authn.file", str(users))]))
+    assert file_only.lockout_name(" ALICE ") == " ALICE "  # another (unknown) user in a file
+    with_ldap = Authenticator(
+        parse_settings(
+            [
+                ("authn.source", "file ldap"),
+                ("authn.file", str(users)),
+                ("authn.ldap.url", "ldap://127.0.0.1:9/dc=example,dc=org?uid"),
+            ]
+        )
+    )
+    assert with_ldap.lockout_name("  ALICE ") == with_ldap.lockout_name("alice") == "alice"
+    wire = "JÜRGEN  Müller".encode().decode("latin-1")  # UTF-8 bytes read as Latin-1
+    assert with_ldap.lockout_name(wire) == "jürgen müller".encode().decode("latin-1")
