@@ -55,6 +55,7 @@ from authn.lockoutstore import (
     SqliteStore,
     StoreUnavailable,
     default_folder,
+    prune_stale,
 )
 
 if TYPE_CHECKING:
@@ -403,7 +404,10 @@ def _make_store(kind: str, where: str | None) -> LockoutStore:
     if where is None:
         # No folder configured: a private folder under /tmp, one database per Apache instance
         # (its parent process), shared by every child and thread of that instance.
-        return SqliteStore(default_folder(), f"apache-{os.getppid()}.sqlite3", private=True)
+        folder, name = default_folder(), f"apache-{os.getppid()}.sqlite3"
+        store = SqliteStore(folder, name, private=True)
+        prune_stale(folder, keep=name)  # the databases of Apaches long gone
+        return store
     return SqliteStore(where)
 
 

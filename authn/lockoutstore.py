@@ -145,6 +145,51 @@ def default_folder() -> str:
     return os.path.join(tmp, f"authn-lockout-{os.geteuid()}")
 
 
+STALE_SECONDS = 8 * 86400  #: longer than the longest window (a week): no live counter left
+
+
+def prune_stale(folder: str, keep: str) -> int:
+    """Delete the databases of Apache instances that are gone from the default folder.
+
+    Each instance (parent pid) gets ``apache-<pid>.sqlite3`` and its ``-wal``, ``-shm`` and
+    ``.marks`` files. A set is deleted only when its Apache parent is no longer running and
+    none of its files changed for :data:`STALE_SECONDS`, so no counter that could still
+    lock anybody is lost. ``keep`` (this instance's database name) is never touched. Returns
+    how many files were deleted; errors are ignored (another child may prune at once).
+    """
+    sets: dict[str, list[str]] = {}
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        if name.startswith("apache-") and ".sqlite3" in name:
+            sets.setdefault(name.split(".sqlite3", 1)[0], []).append(name)
+    now = time.time()
+    deleted = 0
+    for stem, files in sets.items():
+        if keep.startswith(stem + ".") or not stem[len("apache-") :].isdigit():
+            continue
+        try:
+            os.kill(int(stem[len("apache-") :]), 0)
+            continue  # that Apache still runs
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue  # runs as someone else, or cannot tell: keep
+        try:
+            newest = max(os.lstat(os.path.join(folder, f)).st_mtime for f in files)
+        except OSError:
+            continue
+        if now - newest < STALE_SECONDS:
+            continue
+        for f in files:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, f))
+                deleted += 1
+    return deleted
+
+
 class SqliteStore:
     """Counters in ``<folder>/<name>``, an SQLite database in WAL mode.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -245,3 +246,32 @@ def test_failure_marks_file_is_private(tmp_path: Path) -> None:
     path.chmod(0o666)
     with pytest.raises(OSError):
         FailureMarks(str(path))
+
+
+def test_stale_databases_of_gone_apaches_are_pruned(tmp_path: Path) -> None:
+    from authn.lockoutstore import STALE_SECONDS, prune_stale
+
+    gone = _dead_pid()
+    old = time.time() - STALE_SECONDS - 60
+    names = {
+        "gone-old": [f"apache-{gone}.sqlite3", f"apache-{gone}.sqlite3-wal", f"apache-{gone}.sqlite3.marks"],
+        "gone-recent": [f"apache-{gone + 1}.sqlite3"],
+        "running-old": [f"apache-{os.getpid()}.sqlite3"],
+        "mine": ["apache-1.sqlite3"],
+        "other": ["lockout.sqlite3"],
+    }
+    for kind, files in names.items():
+        for name in files:
+            (tmp_path / name).write_bytes(b"x")
+            if kind != "gone-recent":
+                os.utime(tmp_path / name, (old, old))
+    assert prune_stale(str(tmp_path), keep="apache-1.sqlite3") == 3
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(names["gone-recent"] + names["running-old"] + names["mine"] + names["other"])
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (not reused within this test, in practice)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
