@@ -133,14 +133,16 @@ def _latin1(text: str) -> str:
     return text.encode("utf-8").decode("latin-1")
 
 
-def _lockout_gate(req: Any, authenticator: Authenticator, user: str | None) -> int | None:
+def _lockout_gate(
+    req: Any, authenticator: Authenticator, user: str | None, counted: str | None
+) -> int | None:
     """429 (with Retry-After and a denial line) when the client or the (user, client) pair is
     locked out; None to go on. Looks at the counters once per request: the access handler,
     when it is configured, does it first and the authen handler then skips it."""
     lockout = lockout_for(authenticator.settings)
     if lockout is None or hasattr(req, _LOCKOUT_ATTR):
         return None
-    decision = lockout.check(_client(req), None if user is None else authenticator.lockout_name(user))
+    decision = lockout.check(_client(req), counted)
     setattr(req, _LOCKOUT_ATTR, decision)
     if not decision.locked:
         return None
@@ -183,7 +185,8 @@ def authenhandler(req: Any) -> int:
     user = req.user
     if password is None or user is None:
         return int(apache.HTTP_UNAUTHORIZED)
-    locked = _lockout_gate(req, authenticator, user)
+    counted = authenticator.lockout_name(user)  # the name the lockout counts it under
+    locked = _lockout_gate(req, authenticator, user, counted)
     if locked is not None:
         return locked
     try:
@@ -194,7 +197,6 @@ def authenhandler(req: Any) -> int:
     lockout = lockout_for(authenticator.settings)
     if lockout is not None:
         seen: Decision | None = getattr(req, _LOCKOUT_ATTR, None)
-        counted = authenticator.lockout_name(user)
         if verdict.granted:
             lockout.succeeded(_client(req), counted, seen)
         else:
@@ -247,7 +249,9 @@ def accesshandler(req: Any) -> int:
     authenticator = _authenticator_or_status(req, ACTIVATE_AUTHN)
     if isinstance(authenticator, int):
         return authenticator
-    locked = _lockout_gate(req, authenticator, basic_user(_header(req, "Authorization")))
+    user = basic_user(_header(req, "Authorization"))
+    counted = None if user is None else authenticator.lockout_name(user)
+    locked = _lockout_gate(req, authenticator, user, counted)
     return int(apache.DECLINED) if locked is None else locked
 
 

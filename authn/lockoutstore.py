@@ -27,12 +27,13 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import re
 import sqlite3
 import stat
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -146,6 +147,7 @@ def default_folder() -> str:
 
 
 STALE_SECONDS = 8 * 86400  #: longer than the longest window (a week): no live counter left
+_INSTANCE_FILE = re.compile(r"apache-(\d+)\.sqlite3.*")  # the database and its -wal, -shm, .marks
 
 
 def prune_stale(folder: str, keep: str) -> int:
@@ -157,21 +159,20 @@ def prune_stale(folder: str, keep: str) -> int:
     lock anybody is lost. ``keep`` (this instance's database name) is never touched. Returns
     how many files were deleted; errors are ignored (another child may prune at once).
     """
-    sets: dict[str, list[str]] = {}
+    sets: dict[int, list[str]] = {}  # parent pid -> its files
     try:
         names = os.listdir(folder)
     except OSError:
         return 0
     for name in names:
-        if name.startswith("apache-") and ".sqlite3" in name:
-            sets.setdefault(name.split(".sqlite3", 1)[0], []).append(name)
+        found = _INSTANCE_FILE.fullmatch(name)
+        if found and not keep.startswith(f"apache-{found.group(1)}."):
+            sets.setdefault(int(found.group(1)), []).append(name)
     now = time.time()
     deleted = 0
-    for stem, files in sets.items():
-        if keep.startswith(stem + ".") or not stem[len("apache-") :].isdigit():
-            continue
+    for pid, files in sets.items():
         try:
-            os.kill(int(stem[len("apache-") :]), 0)
+            os.kill(pid, 0)
             continue  # that Apache still runs
         except ProcessLookupError:
             pass
@@ -264,63 +265,58 @@ class SqliteStore:
                 conn.close()
         return StoreUnavailable(f"lockout store {self.path}: {what}: {exc}")
 
-    def get(self, keys: Sequence[str]) -> dict[str, Count]:
+    @contextlib.contextmanager
+    def _connected(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """The process's connection, under the lock; an SQLite error in the block becomes a
+        StoreUnavailable saying what was being done (and the connection is reopened next)."""
         with self._use:
             conn = self._connection()
-            marks = ",".join("?" * len(keys))
             try:
-                rows = conn.execute(
-                    f"SELECT key, failures, expires FROM counters WHERE key IN ({marks}) "  # noqa: S608 - only '?' marks
-                    "AND expires > ?",
-                    (*keys, time.time()),
-                ).fetchall()
+                yield conn
             except sqlite3.Error as exc:
-                raise self._fault("while reading counters", exc) from None
-            return {key: Count(failures, expires) for key, failures, expires in rows}
+                raise self._fault(doing, exc) from None
+
+    def get(self, keys: Sequence[str]) -> dict[str, Count]:
+        marks = ",".join("?" * len(keys))
+        with self._connected("while reading counters") as conn:
+            rows = conn.execute(
+                f"SELECT key, failures, expires FROM counters WHERE key IN ({marks}) "  # noqa: S608 - only '?' marks
+                "AND expires > ?",
+                (*keys, time.time()),
+            ).fetchall()
+        return {key: Count(failures, expires) for key, failures, expires in rows}
 
     def add_failure(self, keys: Sequence[str], window: int) -> dict[str, Count]:
-        with self._use:
-            conn = self._connection()
-            now = time.time()
-            counts: dict[str, Count] = {}
+        now = time.time()
+        counts: dict[str, Count] = {}
+        with self._connected("while counting a failure") as conn:
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for key in keys:
-                        failures, expires = conn.execute(_UPSERT, (key, now, window)).fetchone()
-                        counts[key] = Count(failures, expires)
-                    if now >= self._next_purge:
-                        self._next_purge = now + PURGE_EVERY_SECONDS
-                        conn.execute("DELETE FROM counters WHERE expires <= ?", (now,))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise self._fault("while counting a failure", exc) from None
-            return counts
+                for key in keys:
+                    failures, expires = conn.execute(_UPSERT, (key, now, window)).fetchone()
+                    counts[key] = Count(failures, expires)
+                if now >= self._next_purge:
+                    self._next_purge = now + PURGE_EVERY_SECONDS
+                    conn.execute("DELETE FROM counters WHERE expires <= ?", (now,))
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        return counts
 
     def clear(self, key: str) -> None:
-        with self._use:
-            conn = self._connection()
-            try:
-                conn.execute("DELETE FROM counters WHERE key = ?", (key,))
-            except sqlite3.Error as exc:
-                raise self._fault("while clearing a counter", exc) from None
+        with self._connected("while clearing a counter") as conn:
+            conn.execute("DELETE FROM counters WHERE key = ?", (key,))
 
     def top(self, limit: int) -> list[tuple[str, Count]]:
-        with self._use:
-            conn = self._connection()
-            try:
-                rows = conn.execute(
-                    "SELECT key, failures, expires FROM counters WHERE expires > ? "
-                    "ORDER BY failures DESC LIMIT ?",
-                    (time.time(), limit),
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise self._fault("while listing counters", exc) from None
-            return [(key, Count(failures, expires)) for key, failures, expires in rows]
+        with self._connected("while listing counters") as conn:
+            rows = conn.execute(
+                "SELECT key, failures, expires FROM counters WHERE expires > ? "
+                "ORDER BY failures DESC LIMIT ?",
+                (time.time(), limit),
+            ).fetchall()
+        return [(key, Count(failures, expires)) for key, failures, expires in rows]
 
 
 # --- Redis --------------------------------------------------------------------------------

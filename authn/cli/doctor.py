@@ -309,9 +309,19 @@ def _can_read(path: str, user: str) -> str | None:
     return None
 
 
+def _document_root_over(config: Config, path: str) -> str | None:
+    """The DocumentRoot that ``path`` lies under (so a web client could fetch it), or None."""
+    real = os.path.realpath(path)
+    for d in config.directives:
+        if d.name == "documentroot" and d.args:
+            root = os.path.realpath(d.args[0])
+            if os.path.commonpath([real, root]) == root:
+                return root
+    return None
+
+
 def _check_files(config: Config, findings: Findings) -> None:
     user = _run_user(config)
-    roots = [os.path.realpath(d.args[0]) for d in config.directives if d.name == "documentroot" and d.args]
     for d in config.directives:
         if d.name in ("authuserfile", "authgroupfile") and d.args:
             path = d.args[0]
@@ -339,14 +349,13 @@ def _check_files(config: Config, findings: Findings) -> None:
                 f"the Apache user cannot read {path}: {why}",
                 f"chgrp {user} {path} && chmod 0640 {path}",
             )
-        real = os.path.realpath(path)
-        for root in roots:
-            if os.path.commonpath([real, root]) == root:
-                findings.add(
-                    d.where,
-                    f"{path} is under the DocumentRoot {root}: anybody can download the hashes",
-                    "move it outside every DocumentRoot, e.g. /etc/apache2/authn/",
-                )
+        root = _document_root_over(config, path)
+        if root is not None:
+            findings.add(
+                d.where,
+                f"{path} is under the DocumentRoot {root}: anybody can download the hashes",
+                "move it outside every DocumentRoot, e.g. /etc/apache2/authn/",
+            )
 
 
 def _cache_folders(config: Config) -> dict[str, str]:
@@ -373,21 +382,22 @@ def _check_cache_folders(config: Config, findings: Findings) -> None:
         entry = pwd.getpwnam(user)
     except KeyError:
         return  # reported by the file checks when a file is configured
-    group = grp.getgrgid(entry.pw_gid).gr_name if entry.pw_gid in {g.gr_gid for g in grp.getgrall()} else user
+    try:
+        group = grp.getgrgid(entry.pw_gid).gr_name
+    except KeyError:
+        group = user
     create = f"install -d -o {user} -g {group} -m 0700"
-    roots = [os.path.realpath(d.args[0]) for d in config.directives if d.name == "documentroot" and d.args]
     slower = (
         "so each Apache process keeps a small cache of its own and checks each password hash in full once"
     )
     for folder, where in _cache_folders(config).items():
-        real = os.path.realpath(folder)
-        for root in roots:
-            if os.path.commonpath([real, root]) == root:
-                findings.add(
-                    where,
-                    f"the credential cache folder {folder} is under the DocumentRoot {root}",
-                    "set authn.cache.dir outside every DocumentRoot (default /var/cache/authn)",
-                )
+        root = _document_root_over(config, folder)
+        if root is not None:
+            findings.add(
+                where,
+                f"the credential cache folder {folder} is under the DocumentRoot {root}",
+                "set authn.cache.dir outside every DocumentRoot (default /var/cache/authn)",
+            )
         try:
             st = os.lstat(folder)
         except OSError as exc:
