@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from authn.cache import cache_for
@@ -17,10 +17,25 @@ from authn.settings import Settings, settings_for
 from authn.sources import CredentialSource
 from authn.sources.groupfile import GroupFile
 from authn.sources.passwordfile import PasswordFile
-from authn.verdict import Verdict
+from authn.verdict import Reason, Verdict
 
 if TYPE_CHECKING:  # python-ldap (about 19 MB per process) only where a directory is used
     from authn.sources.directory import Directory
+
+Before = Callable[[str], None]
+
+
+def _no_hook(identity: str) -> None:
+    """The default ``before`` hook of :meth:`Authenticator.check`: nothing to reserve."""
+
+
+def _in_network_form(before: Before) -> Before:
+    """``before`` for a directory, whose identities are text: pass them on as logins arrive
+    from the network (UTF-8 bytes read as Latin-1), the form the lockout keys use."""
+    if before is _no_hook:
+        return before
+    return lambda identity: before(identity.encode("utf-8").decode("latin-1"))
+
 
 _sources: dict[tuple[str, str], object] = {}
 _sources_lock = threading.RLock()
@@ -59,38 +74,51 @@ class Authenticator:
             self.group_file = _shared("groupfile", settings.group_file, GroupFile)  # type: ignore[assignment]
         self.cache = cache_for(settings, self.sources)  # None when authn.cache.ttl is 0
 
-    def lockout_name(self, user: str) -> str:
-        """The name the lockout counts ``user``'s failures under.
+    def identity(self, user: str, verdict: Verdict | None = None) -> str:
+        """The account the lockout counts ``user``'s checks under (in the network form of
+        ``user``: UTF-8 bytes read as Latin-1, as logins arrive).
 
-        A password file's names are exact. A directory matches logins without regard to case
-        or to surrounding and repeated spaces (``uid``, ``cn``, ``mail`` compare that way), so
-        where the chain has an LDAP source ``ALICE``, `` alice`` and ``alice`` are one user to
-        the lockout: changing the case must not buy a guesser a fresh budget. The result is
-        in the same network form as ``user`` (UTF-8 bytes read as Latin-1).
+        A password file's names are exact, so it is the login. A directory counts under the
+        entry it found (its DN: every spelling of the login that finds the entry, ``ALICE``,
+        a full-width spelling, ``alice@example.org`` by ``mail``, is one account) and an unknown
+        login folded as the directory compares strings: changing the spelling buys a guesser
+        no fresh budget. ``verdict`` (a cached or fresh one) tells which source knew the user.
         """
-        if self.directory is None:
+        directory = self.directory
+        if directory is None or (verdict is not None and verdict.source != directory.name):
             return user
-        try:
-            text = user.encode("latin-1").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            return " ".join(user.split()).lower()
-        return " ".join(text.split()).casefold().encode("utf-8").decode("latin-1")
+        return directory.identity(user, verdict).encode("utf-8").decode("latin-1")
 
-    def authenticate(self, user: str, password: bytes) -> Verdict:
-        """Ask the sources in order; the first that knows the user decides.
+    @property
+    def identity_is_login(self) -> bool:
+        """True when every check counts under the login itself (no directory in the chain),
+        so the lockout can look at the (client, login) pair before anything else."""
+        return self.directory is None
 
-        An empty password is refused before any source is asked. A wrong password in one
-        source does not fall through to the next (Apache's AuthBasicProvider rule). Raises
-        SourceUnavailable when a source that had to be asked cannot answer.
+    def cached(self, user: str, password: bytes) -> Verdict | None:
+        """A granted verdict from the cache, or None (no cache, a miss, an empty password)."""
+        if self.cache is None or not password:
+            return None
+        return self.cache.lookup(user, password)
+
+    def check(self, user: str, password: bytes, before: Before = _no_hook) -> Verdict:
+        """Ask the sources in order, without the cache; the first that knows the user decides.
+
+        ``before(identity)`` is called right before each real check (a hash, a bind), with
+        the account it counts under (:meth:`identity`); it may raise to stop the chain (the
+        lockout's reservation does). A wrong password in one source does not fall through to
+        the next (Apache's AuthBasicProvider rule). A granted verdict goes into the cache.
+        Raises SourceUnavailable when a source that had to be asked cannot answer.
         """
         if not password:
-            return Verdict.denied(user, self.sources[0].name if self.sources else "-", "empty password")
-        cached = self.cache.lookup(user, password) if self.cache is not None else None
-        if cached is not None:
-            return cached
+            return Verdict.denied(user, self.sources[0].name if self.sources else "-", Reason.EMPTY_PASSWORD)
         verdict = Verdict.unknown(user, self.sources[-1].name if self.sources else "-")
         for source in self.sources:
-            verdict = source.check(user, password)
+            if source is self.directory:
+                verdict = self.directory.check(user, password, _in_network_form(before))
+            else:
+                before(user)
+                verdict = source.check(user, password)
             if verdict.outcome is not verdict.outcome.UNKNOWN:
                 break
         if verdict.granted and self.directory is not None and verdict.source == self.directory.name:
@@ -98,6 +126,11 @@ class Authenticator:
         if verdict.granted and self.cache is not None:
             self.cache.store_verdict(user, password, verdict)
         return verdict
+
+    def authenticate(self, user: str, password: bytes) -> Verdict:
+        """The cache, then the sources (:meth:`check`): a verdict with no lockout around it
+        (the request policy, :mod:`authn.gate`, adds the lockout)."""
+        return self.cached(user, password) or self.check(user, password)
 
     def _with_required_group(self, verdict: Verdict) -> Verdict:
         """The directory's verdict with the first required group the user is in added to its

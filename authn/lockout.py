@@ -2,12 +2,13 @@
 
 What is counted
 ---------------
-Every failed password check (unknown user, wrong password, empty password, disabled account)
-counts one failure under two keys, both tied to the client address Apache gives us
+Every failed password check (unknown user, wrong password, disabled or refused account:
+:data:`authn.verdict.COUNTED`) counts one failure under two keys, both tied to the client
+address Apache gives us
 (``req.useragent_ip``; behind a proxy, mod_remoteip sets it from the proxy's header; we never
 read a forwarding header ourselves):
 
-* the **pair** key, (user, client address): once ``authn.lockout.threshold`` failures
+* the **pair** key, (account, client address): once ``authn.lockout.threshold`` failures
   (default 10) are counted within the window, that user is locked out *from that address
   only*;
 * the **client** key, the address alone: once ``authn.lockout.client_threshold`` failures
@@ -24,16 +25,25 @@ A window starts with the first failure of a key and lasts ``authn.lockout.window
 are refused before any password is checked (429 with ``Retry-After``) and are not counted, so
 the lockout ends at a time known in advance. A successful login clears the pair counter (a
 user who mistyped is not punished later), never the client counter: one valid account must
-not let an address reset its budget for guessing others.
+not let an address reset its budget for guessing others. An empty password is refused
+before any check and is not counted: it tells a guesser nothing.
+
+The account is the login for a password file, and the entry's DN for a directory (an
+unknown login folded as the directory compares strings), see
+:meth:`authn.authenticator.Authenticator.identity`.
+
+A failure is counted *before* its check (:meth:`Lockout.reserve`, atomic in the store) and
+given back when the check succeeds (:meth:`Lockout.settle`), so a burst of concurrent guesses
+gets at most ``threshold`` real checks per pair and ``client_threshold`` per address.
 
 A store that cannot answer makes the lockout fail open: requests are authenticated as if no
 lockout were configured, one error line is logged when the store goes down (and once a
 minute while it stays down), one when it answers again. The store is not asked again for
 :data:`RETRY_SECONDS` after a fault, so a dead Redis costs no time per request.
 
-Nothing here imports ``mod_python``: :mod:`authn.handlers` asks :meth:`Lockout.check` in the
-access handler and calls :meth:`Lockout.failed` / :meth:`Lockout.succeeded` in the
-authentication handler.
+Nothing here imports ``mod_python``: the request policy (:mod:`authn.gate`) calls
+:meth:`Lockout.check` for a request that needs no check (a cached verdict, the access
+handler's first look) and :meth:`Lockout.reserve` / :meth:`Lockout.settle` around each check.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from authn.lockoutstore import (
     Count,
@@ -172,6 +182,19 @@ class Decision:
 
 
 OPEN = Decision()
+Settled = Literal["failed", "granted", "fault"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A failure counted before a check (:meth:`Lockout.reserve`): ``decision`` says whether
+    the check may go on; ``counted`` whether anything was written that :meth:`Lockout.settle`
+    may have to give back."""
+
+    client: str
+    user: str
+    decision: Decision
+    counted: bool
 
 
 class Stats:
@@ -340,41 +363,85 @@ class Lockout:
             STATS.refused += 1
         return Decision(True, max(1, math.ceil(expires - now)), reason, pair_failures)
 
-    def failed(self, client: str, user: str) -> Decision:
-        """Count a failed password check; the Decision says whether the pair or the client
-        is locked out now (the next request will be refused)."""
-        STATS.failures += 1
+    def reserve(self, client: str, user: str) -> Reservation:
+        """Count a failure for (client, user) *before* its password is checked.
+
+        Atomic in the store: when the client and the pair are both below their thresholds,
+        one failure is counted under each and the Reservation's decision is open (go on and
+        check); else nothing is counted and the decision is locked (refuse with 429, no
+        check). However many requests race, at most ``threshold`` checks per pair and
+        ``client_threshold`` per client happen in a window. :meth:`settle` then keeps the
+        failure (a wrong password) or gives it back (a right one, or a fault).
+        A store that cannot answer gives an open Reservation that counted nothing.
+        """
+        now = time.monotonic()
+        for known_key in ((client, None), (client, user)):
+            known = self._locked.get(known_key)
+            if known is not None and known[0] > now:
+                until, decision, reported = known
+                if not reported:
+                    self._locked[known_key] = (until, decision, True)
+                STATS.refused += 1
+                locked = dataclasses.replace(
+                    decision, retry_after=max(1, math.ceil(until - now)), repeat=reported
+                )
+                return Reservation(client, user, locked, counted=False)
         self._clean.clear()
         if not self._usable():
-            return OPEN
+            return Reservation(client, user, OPEN, counted=False)
+        keys = (client_key(client), pair_key(client, user))
+        limits = ((keys[0], self.policy.client_threshold), (keys[1], self.policy.threshold))
         try:
-            counts = self.store.add_failure([client_key(client), pair_key(client, user)], self.policy.window)
+            counted, counts = self.store.reserve(limits, self.policy.window)
         except StoreUnavailable as exc:
             self._fault(exc)
-            return OPEN
+            return Reservation(client, user, OPEN, counted=False)
         finally:
             marks = self._marks()
             if marks is not None:
                 marks.bump(client)  # after the counter is stored: see FailureMarks
         self._recovered()
-        decision = self._decide(counts, client, user, refusing=False)
-        if decision.locked:
-            self._remember_lock(client, user, decision, time.monotonic(), reported=False)
-        return decision
+        if counted:
+            pair = counts.get(keys[1])
+            return Reservation(
+                client, user, Decision(pair_failures=pair.failures if pair else 0), counted=True
+            )
+        decision = self._decide(counts, client, user, refusing=True)
+        if not decision.locked:  # cannot happen with a consistent store; never refuse unlocked
+            return Reservation(client, user, OPEN, counted=False)
+        self._remember_lock(client, user, decision, now, reported=True)
+        return Reservation(client, user, decision, counted=False)
 
-    def succeeded(self, client: str, user: str, seen: Decision | None) -> None:
-        """A successful check: clear the pair counter if the access handler saw one.
-
-        ``seen`` is the access handler's Decision for this request (None when it did not
-        run): then the counter is cleared unconditionally, which costs a write.
-        """
-        STATS.successes += 1
-        if seen is not None and seen.pair_failures == 0:
+    def settle(self, reservation: Reservation, outcome: Settled) -> None:
+        """The end of a reserved check. ``"failed"`` keeps what was counted; ``"granted"``
+        gives the client's failure back and clears the pair counter (a user who mistyped is
+        not punished later); ``"fault"`` (the source could not answer: not a guess) gives
+        both back."""
+        if outcome == "failed":
+            STATS.failures += 1
             return
-        if not self._usable():
+        if outcome == "granted":
+            STATS.successes += 1
+        if not reservation.counted or not self._usable():
+            return
+        pair = pair_key(reservation.client, reservation.user)
+        try:
+            if outcome == "granted":
+                self.store.give_back([client_key(reservation.client)], [pair])
+            else:
+                self.store.give_back([client_key(reservation.client), pair], [])
+        except StoreUnavailable as exc:
+            self._fault(exc)
+            return
+
+    def succeeded(self, client: str, user: str, seen: Decision) -> None:
+        """A success without a check (a cached verdict): clear the pair counter when the
+        last look at the store saw one (no write on the common path)."""
+        STATS.successes += 1
+        if seen.pair_failures == 0 or not self._usable():
             return
         try:
-            self.store.clear(pair_key(client, user))
+            self.store.give_back([], [pair_key(client, user)])
         except StoreUnavailable as exc:
             self._fault(exc)
             return
@@ -473,10 +540,10 @@ class _BrokenStore:
     def get(self, keys: object) -> dict[str, Count]:
         raise self._fail()
 
-    def add_failure(self, keys: object, window: int) -> dict[str, Count]:
+    def reserve(self, limits: object, window: int) -> tuple[bool, dict[str, Count]]:
         raise self._fail()
 
-    def clear(self, key: str) -> None:
+    def give_back(self, decrement: object, delete: object) -> None:
         raise self._fail()
 
     def top(self, limit: int) -> list[tuple[str, Count]]:

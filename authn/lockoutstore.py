@@ -16,8 +16,21 @@ Two stores, one interface (:class:`LockoutStore`):
 Beside the SQLite database, :class:`FailureMarks` (``<database>.marks``, 32 KB, mapped into
 every process) lets a request of a good user skip the store read: see its docstring.
 
-Errors: every fault of the store (file not writable, database locked for too long, Redis not
-answering) raises :class:`StoreUnavailable` with a message that names the store and the fix.
+Counting is *reserve, then settle*: :meth:`LockoutStore.reserve` counts a failure under a
+client key and a pair key in one atomic step *before* the password is checked, and only when
+both are below their limits; a check that then succeeds gives it back
+(:meth:`LockoutStore.give_back`). So however many requests race, at most the threshold of
+real checks happen per key and window.
+
+A busy store is not a down store. SQLite writers queue on a lock file (``<database>.lock``,
+``flock``) before they touch the database, so they never compete inside SQLite and a flood
+of failures makes writes wait their turn (one short transaction each) instead of timing
+out; the database holds at most :data:`MAX_COUNTERS` counters (the lowest are dropped first)
+and its write-ahead log is truncated to :data:`WAL_LIMIT_BYTES` after each checkpoint.
+
+Errors: every fault of the store (file not writable, database locked for longer than
+:data:`SQLITE_BUSY_SECONDS`, Redis not answering) raises :class:`StoreUnavailable` with a
+message that names the store and the fix.
 The caller (:mod:`authn.lockout`) logs it and fails open; the store itself reconnects on the
 next call, so it recovers without a restart. Nothing here imports ``mod_python``.
 """
@@ -25,6 +38,7 @@ next call, so it recovers without a restart. Nothing here imports ``mod_python``
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import mmap
 import os
 import re
@@ -37,8 +51,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-SQLITE_BUSY_SECONDS = 0.5  #: how long a write waits for another writer before giving up
-PURGE_EVERY_SECONDS = 60.0  #: how often a process deletes expired counters
+#: how long SQLite waits on a lock before the store counts as down. Our own writers queue on
+#: the lock file instead, so only something outside (a stuck disk, a process holding the
+#: database open in a transaction) can make it run out.
+SQLITE_BUSY_SECONDS = 5.0
+PURGE_EVERY_SECONDS = 10.0  #: how often a writer deletes expired counters and bounds the table
+#: counters kept at most (about 100 bytes each); past it the lowest counts go first, so a
+#: flood of one-failure addresses cannot push out the counters that are near or at a lock
+MAX_COUNTERS = 200_000
+WAL_LIMIT_BYTES = 4 * 1024 * 1024  #: the write-ahead log is cut back to this after a checkpoint
 REDIS_TIMEOUT_SECONDS = 0.25  #: connect and read timeout for Redis
 REDIS_PREFIX = "authn:lockout:"
 
@@ -64,13 +85,15 @@ class LockoutStore(Protocol):
         """The live counters among ``keys`` (absent or expired keys are left out)."""
         ...
 
-    def add_failure(self, keys: Sequence[str], window: int) -> dict[str, Count]:
-        """Count one failure under each key; a key with no live counter starts a new
-        window of ``window`` seconds. Returns the counters after the update."""
+    def reserve(self, limits: Sequence[tuple[str, int]], window: int) -> tuple[bool, dict[str, Count]]:
+        """Atomically: when every key's live count is below its limit, count one failure
+        under each (a key with no live counter starts a window of ``window`` seconds) and
+        return ``(True, counts after)``; else change nothing and return ``(False, counts)``."""
         ...
 
-    def clear(self, key: str) -> None:
-        """Forget the counter under ``key``."""
+    def give_back(self, decrement: Sequence[str], delete: Sequence[str]) -> None:
+        """Take one failure back from each key of ``decrement`` (never below zero; the
+        window is kept) and forget the keys of ``delete``."""
         ...
 
     def top(self, limit: int) -> list[tuple[str, Count]]:
@@ -213,6 +236,8 @@ class SqliteStore:
         self._next_purge = 0.0
         self._marks: FailureMarks | None = None
         self._marks_tried = False
+        self._queue_fd = -1  # the lock file our writers queue on (see _writing)
+        self._queue_pid = 0
 
     def failure_marks(self) -> FailureMarks | None:
         """The :class:`FailureMarks` beside the database, made on first use; None when the
@@ -250,6 +275,7 @@ class SqliteStore:
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # counters may lose a failure on power loss
+            conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             conn.execute(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
@@ -286,28 +312,90 @@ class SqliteStore:
             ).fetchall()
         return {key: Count(failures, expires) for key, failures, expires in rows}
 
-    def add_failure(self, keys: Sequence[str], window: int) -> dict[str, Count]:
-        now = time.time()
-        counts: dict[str, Count] = {}
-        with self._connected("while counting a failure") as conn:
-            conn.execute("BEGIN IMMEDIATE")
+    def _queue_file(self) -> int:
+        """This process's descriptor of the lock file (reopened after a fork: a ``flock``
+        belongs to an open file, which a forked child would share with its parent)."""
+        if self._queue_fd < 0 or self._queue_pid != os.getpid():
             try:
-                for key in keys:
-                    failures, expires = conn.execute(_UPSERT, (key, now, window)).fetchone()
-                    counts[key] = Count(failures, expires)
-                if now >= self._next_purge:
-                    self._next_purge = now + PURGE_EVERY_SECONDS
-                    conn.execute("DELETE FROM counters WHERE expires <= ?", (now,))
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-        return counts
+                fd = os.open(
+                    self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+                )
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"lockout store {self.path}: cannot open its lock file: {exc.strerror}; check "
+                    "that the Apache user can write to the folder (authn.lockout.dir)"
+                ) from None
+            self._queue_fd, self._queue_pid = fd, os.getpid()
+        return self._queue_fd
 
-    def clear(self, key: str) -> None:
-        with self._connected("while clearing a counter") as conn:
-            conn.execute("DELETE FROM counters WHERE key = ?", (key,))
+    @contextlib.contextmanager
+    def _writing(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction, after waiting our turn on the lock file.
+
+        Writers of every process queue in the kernel (``flock``; threads of one process
+        queue on ``self._use`` first), so SQLite never sees two of our writers at once and
+        its busy timeout cannot be run out by a flood of failures: each waits for the
+        short transactions before it. Expired counters are purged and the table bounded
+        every :data:`PURGE_EVERY_SECONDS` by whoever writes then.
+        """
+        with self._connected(doing) as conn:
+            fd = self._queue_file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    now = time.time()
+                    if now >= self._next_purge:
+                        self._next_purge = now + PURGE_EVERY_SECONDS
+                        self._purge(conn, now)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _purge(conn: sqlite3.Connection, now: float) -> None:
+        conn.execute("DELETE FROM counters WHERE expires <= ?", (now,))
+        (count,) = conn.execute("SELECT count(*) FROM counters").fetchone()
+        if count > MAX_COUNTERS:
+            # the lowest counts first, the oldest of those first: one-failure addresses of a
+            # flood go long before a counter that is near or at its lock
+            conn.execute(
+                "DELETE FROM counters WHERE key IN (SELECT key FROM counters "
+                "ORDER BY failures, expires LIMIT ?)",
+                (count - MAX_COUNTERS * 9 // 10,),
+            )
+
+    def reserve(self, limits: Sequence[tuple[str, int]], window: int) -> tuple[bool, dict[str, Count]]:
+        now = time.time()
+        keys = [key for key, _ in limits]
+        marks = ",".join("?" * len(keys))
+        counts: dict[str, Count] = {}
+        with self._writing("while counting a failure") as conn:
+            rows = conn.execute(
+                f"SELECT key, failures, expires FROM counters WHERE key IN ({marks}) "  # noqa: S608 - only '?' marks
+                "AND expires > ?",
+                (*keys, now),
+            ).fetchall()
+            live = {key: Count(failures, expires) for key, failures, expires in rows}
+            if any(key in live and live[key].failures >= limit for key, limit in limits):
+                return False, live
+            for key in keys:
+                failures, expires = conn.execute(_UPSERT, (key, now, window)).fetchone()
+                counts[key] = Count(failures, expires)
+        return True, counts
+
+    def give_back(self, decrement: Sequence[str], delete: Sequence[str]) -> None:
+        with self._writing("while giving a failure back") as conn:
+            for key in decrement:
+                conn.execute("UPDATE counters SET failures = failures - 1 WHERE key = ?", (key,))
+                conn.execute("DELETE FROM counters WHERE key = ? AND failures <= 0", (key,))
+            for key in delete:
+                conn.execute("DELETE FROM counters WHERE key = ?", (key,))
 
     def top(self, limit: int) -> list[tuple[str, Count]]:
         with self._connected("while listing counters") as conn:
@@ -320,6 +408,42 @@ class SqliteStore:
 
 
 # --- Redis --------------------------------------------------------------------------------
+
+
+# KEYS: the counters; ARGV[1]: the window in seconds, ARGV[2..]: each key's limit. Counts one
+# failure under every key only when each is below its limit; replies [ok, count, pttl, ...].
+_RESERVE_LUA = """
+local counts = {}
+local ok = 1
+for i, key in ipairs(KEYS) do
+  counts[i] = tonumber(redis.call('GET', key) or '0')
+  if counts[i] >= tonumber(ARGV[i + 1]) then ok = 0 end
+end
+local reply = {ok}
+for i, key in ipairs(KEYS) do
+  if ok == 1 then
+    counts[i] = redis.call('INCR', key)
+    redis.call('EXPIRE', key, ARGV[1], 'NX')
+  end
+  table.insert(reply, counts[i])
+  table.insert(reply, redis.call('PTTL', key))
+end
+return reply
+"""
+# KEYS: ARGV[1] counters to take one failure from (never below zero), then counters to delete
+_GIVE_BACK_LUA = """
+local n = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  if i <= n then
+    if tonumber(redis.call('GET', key) or '0') > 0 then
+      if redis.call('DECR', key) <= 0 then redis.call('DEL', key) end
+    end
+  else
+    redis.call('DEL', key)
+  end
+end
+return 0
+"""
 
 
 def _redis_module() -> Any:
@@ -350,6 +474,8 @@ class RedisStore:
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
             retry_on_timeout=False,
         )
+        self._reserve = self._client.register_script(_RESERVE_LUA)
+        self._give_back = self._client.register_script(_GIVE_BACK_LUA)
         kwargs = self._client.connection_pool.connection_kwargs
         where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         self.description = f"redis:{where}/{kwargs.get('db', 0)}"  # never the password
@@ -380,23 +506,21 @@ class RedisStore:
                 counts[key] = Count(int(value), now + int(ttl) / 1000)
         return counts
 
-    def add_failure(self, keys: Sequence[str], window: int) -> dict[str, Count]:
-        pipe = self._client.pipeline(transaction=True)
-        for key in keys:
-            pipe.incr(REDIS_PREFIX + key)
-            pipe.expire(REDIS_PREFIX + key, window, nx=True)
-            pipe.pttl(REDIS_PREFIX + key)
+    def reserve(self, limits: Sequence[tuple[str, int]], window: int) -> tuple[bool, dict[str, Count]]:
+        keys = [REDIS_PREFIX + key for key, _ in limits]
         try:
-            replies = pipe.execute()
+            reply = self._reserve(keys=keys, args=[window, *(limit for _, limit in limits)])
         except self._errors as exc:
             raise self._fault("while counting a failure", exc) from None
-        return self._counts(keys, replies[0::3], replies[2::3])
+        ok, values, ttls = int(reply[0]), reply[1::2], reply[2::2]
+        names = [key for key, _ in limits]
+        return bool(ok), self._counts(names, [v if int(v) > 0 else None for v in values], ttls)
 
-    def clear(self, key: str) -> None:
+    def give_back(self, decrement: Sequence[str], delete: Sequence[str]) -> None:
         try:
-            self._client.delete(REDIS_PREFIX + key)
+            self._give_back(keys=[REDIS_PREFIX + k for k in (*decrement, *delete)], args=[len(decrement)])
         except self._errors as exc:
-            raise self._fault("while clearing a counter", exc) from None
+            raise self._fault("while giving a failure back", exc) from None
 
     def top(self, limit: int) -> list[tuple[str, Count]]:
         try:

@@ -19,6 +19,39 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 
+class Reason(enum.StrEnum):
+    """Why a request was refused: a closed list, because it is a public contract.
+
+    The value is what the denial line of the error log says (``reason="bad password"``) and
+    what the shipped fail2ban filter matches; :data:`COUNTED` are the reasons the lockout
+    counts. A source that knows more (Active Directory's sub-codes) says it in a verdict's
+    ``detail``, never in a new reason.
+    """
+
+    UNKNOWN_USER = "unknown user"  #: no source knows the login
+    #: a source knows the user; the password is wrong
+    BAD_PASSWORD = "bad password"  # noqa: S105 - a reason, not a password
+    ACCOUNT_DISABLED = "account disabled"  #: a disabled account (``!`` line, AD flag)
+    ACCOUNT_REFUSED = "account refused"  #: the directory refuses the account (expired, locked...)
+    #: refused before any check: nothing was tried
+    EMPTY_PASSWORD = "empty password"  # noqa: S105 - a reason, not a password
+    LOCKED_OUT = "locked out"  #: too many failures: refused before any check (429)
+    NOT_IN_GROUP = "not in a required group"  #: the password was right, the group rule says no
+    FILE_UNREADABLE = "file unreadable"  #: our fault (5xx), not the client's
+    DIRECTORY_DOWN = "directory down"  #: our fault (5xx), not the client's
+
+
+#: Real checks that failed: each one counts for the lockout. An empty password is refused
+#: before any check, so it tells a guesser nothing and costs no store write (a flood of them
+#: must not be able to keep the lockout store busy).
+COUNTED: frozenset[Reason] = frozenset(
+    {Reason.UNKNOWN_USER, Reason.BAD_PASSWORD, Reason.ACCOUNT_DISABLED, Reason.ACCOUNT_REFUSED}
+)
+#: What the shipped fail2ban filter matches: the counted guesses and the refusals of a client
+#: that is already locked out.
+BANNED: frozenset[Reason] = COUNTED | {Reason.LOCKED_OUT}
+
+
 class Outcome(enum.Enum):
     """The three answers a source can give."""
 
@@ -34,17 +67,21 @@ _NO_ATTRS: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 class Verdict:
     """A source's answer for one (user, password) check.
 
-    ``reason`` is a short human reason for logs ("bad password", "unknown user"), never a
-    secret. ``groups`` and ``attrs`` are only filled for granted verdicts, by sources that
-    know them.
+    ``reason`` says why a denied or unknown verdict refuses (:class:`Reason`), ``detail``
+    adds what the source knows beyond it (Active Directory's "password expired"); neither is
+    ever a secret. ``groups`` and ``attrs`` are only filled for granted verdicts, by sources
+    that know them. ``identity`` is the account the lockout counts the check under when it
+    is not the login itself (a directory entry's DN); empty means the login.
     """
 
     outcome: Outcome
     user: str
     source: str
-    reason: str = ""
+    reason: Reason | None = None
     groups: frozenset[str] = frozenset()
     attrs: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _NO_ATTRS)
+    detail: str = ""
+    identity: str = ""
 
     @property
     def granted(self) -> bool:
@@ -58,15 +95,17 @@ class Verdict:
         groups: frozenset[str] = frozenset(),
         attrs: Mapping[str, tuple[str, ...]] = _NO_ATTRS,
     ) -> Verdict:
-        return cls(Outcome.GRANTED, user, source, "", groups, attrs)
+        return cls(Outcome.GRANTED, user, source, None, groups, attrs)
 
     @classmethod
     def unknown(cls, user: str, source: str) -> Verdict:
-        return cls(Outcome.UNKNOWN, user, source, "unknown user")
+        return cls(Outcome.UNKNOWN, user, source, Reason.UNKNOWN_USER)
 
     @classmethod
-    def denied(cls, user: str, source: str, reason: str = "bad password") -> Verdict:
-        return cls(Outcome.DENIED, user, source, reason)
+    def denied(
+        cls, user: str, source: str, reason: Reason = Reason.BAD_PASSWORD, detail: str = ""
+    ) -> Verdict:
+        return cls(Outcome.DENIED, user, source, reason, detail=detail)
 
 
 class AuthnError(Exception):
@@ -78,13 +117,17 @@ class SourceUnavailable(AuthnError):
 
     The message says what we were doing and why it failed, for the error log; it never
     contains a password. ``status`` is the HTTP status to answer: 500 by default, 503 for a
-    directory that does not answer (an outage the client may retry).
+    directory that does not answer (an outage the client may retry). ``reason`` is what the
+    denial line says: a file (password or group file) that cannot be read by default.
     """
 
-    def __init__(self, source: str, message: str, *, status: int = 500) -> None:
+    def __init__(
+        self, source: str, message: str, *, status: int = 500, reason: Reason = Reason.FILE_UNREADABLE
+    ) -> None:
         super().__init__(message)
         self.source = source
         self.status = status
+        self.reason = reason
 
 
 class ConfigError(AuthnError):

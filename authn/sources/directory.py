@@ -39,6 +39,7 @@ No password and no verdict is cached here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -53,6 +54,7 @@ from authn.sources.ldapconn import ConnectionConfig, DirectoryDown, Pool, Slot, 
 from authn.sources.ldapgroups import (
     account_problem,
     bind_failure_reason,
+    fold_login,
     group_name,
     in_chain_filter,
     is_under,
@@ -62,7 +64,7 @@ from authn.sources.ldapgroups import (
     user_filter,
 )
 from authn.sources.ldapurl import LdapURL
-from authn.verdict import ConfigError, SourceUnavailable, Verdict
+from authn.verdict import ConfigError, Reason, SourceUnavailable, Verdict
 
 log = logging.getLogger("authn")
 
@@ -75,6 +77,23 @@ _SCOPES = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOP
 _ACCOUNT_ATTRS = ("userAccountControl", "accountExpires", "memberOf")
 # the server refuses a simple bind in clear text: a configuration fault, not a denial
 _NEEDS_TLS = (ldap.STRONG_AUTH_REQUIRED, ldap.CONFIDENTIALITY_REQUIRED)
+#: what a refused bind or account says, as a closed Reason (the rest goes in the detail)
+_REASONS = {
+    "unknown user": Reason.UNKNOWN_USER,
+    "bad password": Reason.BAD_PASSWORD,
+    "account disabled": Reason.ACCOUNT_DISABLED,
+}
+Before = Callable[[str], None]
+
+
+def _no_hook(identity: str) -> None:
+    """The default ``before`` hook: nothing to reserve."""
+
+
+def _denied(user: str, source: str, what: str, identity: str) -> Verdict:
+    reason = _REASONS.get(what, Reason.ACCOUNT_REFUSED)
+    detail = "" if what == reason.value else what
+    return dataclasses.replace(Verdict.denied(user, source, reason, detail), identity=identity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,18 +206,38 @@ class Directory:
         """The directory's content is not watched: a constant (caches use their TTL)."""
         return 0
 
-    def check(self, user: str, password: bytes) -> Verdict:
-        """unknown / denied / granted for ``user``; raises SourceUnavailable (503) on faults."""
+    def identity(self, user: str, verdict: Verdict | None = None) -> str:
+        """The account the lockout counts ``user`` under: the DN of the entry the directory
+        found (every spelling of the login that finds it counts as one), else the login
+        folded as the directory folds it (:func:`fold_login`)."""
+        if verdict is not None:
+            if verdict.identity:
+                return verdict.identity
+            dn = verdict.attrs.get("dn", ())
+            if dn:
+                return normalize_dn(dn[0])
+        login = _login(user)
+        return fold_login(login if login is not None else user)
+
+    def check(self, user: str, password: bytes, before: Before = _no_hook) -> Verdict:
+        """unknown / denied / granted for ``user``; raises SourceUnavailable (503) on faults.
+
+        ``before(identity)`` is called once, right before the password is sent to the
+        directory (or the unknown user's dummy bind), with the account the check counts
+        under (:meth:`identity`); it may raise to stop the check (the lockout does).
+        """
         if not password:
-            return Verdict.denied(user, self.name, "empty password")
+            return Verdict.denied(user, self.name, Reason.EMPTY_PASSWORD)
         login = _login(user)
         if login is None or not login or "\x00" in login:
-            return Verdict.unknown(user, self.name)
+            identity = fold_login(login if login is not None else user)
+            before(identity)
+            return dataclasses.replace(Verdict.unknown(user, self.name), identity=identity)
         slot = self.pool.borrow()
         try:
             if self.config.bind_template is not None:
-                return self._check_direct(slot, user, login, password)
-            return self._check_search(slot, user, login, password)
+                return self._check_direct(slot, user, login, password, before)
+            return self._check_search(slot, user, login, password, before)
         except DirectoryDown as exc:
             raise self._down(f"while checking the password of {quote(user)}", exc) from None
         finally:
@@ -206,7 +245,7 @@ class Directory:
 
     # --- search, then bind ---
 
-    def _check_search(self, slot: Slot, user: str, login: str, password: bytes) -> Verdict:
+    def _check_search(self, slot: Slot, user: str, login: str, password: bytes, before: Before) -> Verdict:
         url = self.config.url
         filt = user_filter(url.filter, url.login_attr, login)
 
@@ -239,13 +278,17 @@ class Directory:
                     filt,
                     url.base_dn,
                 )
-            self._user_bind(slot, user, self._dummy_bind)
-            return Verdict.unknown(user, self.name)
+            identity = fold_login(login)
+            before(identity)
+            self._user_bind(slot, user, identity, self._dummy_bind)
+            return dataclasses.replace(Verdict.unknown(user, self.name), identity=identity)
         dn, attrs = entries[0]
-        denial = self._user_bind(slot, user, lambda conn: conn.simple_bind_s(dn, password))
+        identity = normalize_dn(dn)
+        before(identity)
+        denial = self._user_bind(slot, user, identity, lambda conn: conn.simple_bind_s(dn, password))
         if denial is not None:
             return denial
-        return self._granted(user, dn, attrs)
+        return self._granted(user, dn, attrs, identity)
 
     def _dummy_bind(self, conn: Any) -> None:
         """What an unknown user costs: the failed bind a wrong password costs, so the two
@@ -253,13 +296,13 @@ class Directory:
         exist, with a fixed password: the user's password is not sent for it."""
         conn.simple_bind_s(f"{DUMMY_RDN},{self.config.url.base_dn}", DUMMY_PASSWORD)
 
-    def _user_bind(self, slot: Slot, user: str, op: Callable[[Any], None]) -> Verdict | None:
+    def _user_bind(self, slot: Slot, user: str, identity: str, op: Callable[[Any], None]) -> Verdict | None:
         """Run ``op`` (a bind as the user) on the bind connection: None when the directory
         accepted it, else a denial. Raises SourceUnavailable when TLS is needed."""
         try:
             slot.user_bind(op)
         except ldap.INVALID_CREDENTIALS as exc:
-            return Verdict.denied(user, self.name, bind_failure_reason(exc))
+            return _denied(user, self.name, bind_failure_reason(exc), identity)
         except _NEEDS_TLS as exc:
             raise self._fault(
                 f"the server refuses simple binds without TLS ({describe(exc)}); use an "
@@ -268,17 +311,19 @@ class Directory:
         except DirectoryDown:
             raise
         except ldap.LDAPError as exc:
-            return Verdict.denied(user, self.name, f"bind refused: {describe(exc)}")
+            return _denied(user, self.name, f"bind refused: {describe(exc)}", identity)
         return None
 
     # --- direct bind from a template ---
 
-    def _check_direct(self, slot: Slot, user: str, login: str, password: bytes) -> Verdict:
+    def _check_direct(self, slot: Slot, user: str, login: str, password: bytes, before: Before) -> Verdict:
         template = self.config.bind_template
         assert template is not None
+        identity = fold_login(login)
+        before(identity)
         name = template_bind_name(template, login)
         if name is None:
-            return Verdict.unknown(user, self.name)
+            return dataclasses.replace(Verdict.unknown(user, self.name), identity=identity)
         url = self.config.url
         entry: list[tuple[str, Any]] = []
 
@@ -297,19 +342,19 @@ class Directory:
             except (ldap.NO_SUCH_OBJECT, ldap.INSUFFICIENT_ACCESS, ldap.SIZELIMIT_EXCEEDED):
                 pass  # the bind proved the password; attributes are a bonus
 
-        denial = self._user_bind(slot, user, bind_and_read)
+        denial = self._user_bind(slot, user, identity, bind_and_read)
         if denial is not None:
             return denial
         if len(entry) == 1:
-            return self._granted(user, entry[0][0], entry[0][1])
-        return self._granted(user, name if "=" in template else "", {})
+            return self._granted(user, entry[0][0], entry[0][1], identity)
+        return self._granted(user, name if "=" in template else "", {}, identity)
 
     # --- shared ---
 
-    def _granted(self, user: str, dn: str, raw: Mapping[str, list[bytes]]) -> Verdict:
+    def _granted(self, user: str, dn: str, raw: Mapping[str, list[bytes]], identity: str) -> Verdict:
         problem = account_problem(dict(raw))
         if problem is not None:
-            return Verdict.denied(user, self.name, problem)
+            return _denied(user, self.name, problem, identity)
         lower = {k.lower(): v for k, v in raw.items()}
         attrs: dict[str, tuple[str, ...]] = {}
         for name in self.config.export_attrs:
@@ -319,10 +364,12 @@ class Directory:
         if dn:
             attrs["dn"] = (dn,)
         groups = frozenset(_text(v) for v in lower.get("memberof", ()))
-        return Verdict.grant(user, self.name, groups, attrs)
+        return dataclasses.replace(Verdict.grant(user, self.name, groups, attrs), identity=identity)
 
     def _fault(self, what: str) -> SourceUnavailable:
-        return SourceUnavailable(self.name, f"ldap: {what}", status=OUTAGE_STATUS)
+        return SourceUnavailable(
+            self.name, f"ldap: {what}", status=OUTAGE_STATUS, reason=Reason.DIRECTORY_DOWN
+        )
 
     def _down(self, doing: str, exc: DirectoryDown) -> SourceUnavailable:
         return self._fault(f"no directory server answered {doing}: {exc}")

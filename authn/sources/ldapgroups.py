@@ -10,6 +10,7 @@ trailing space).
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Iterable
 
 import ldap.dn
@@ -81,6 +82,37 @@ def normalize_dn(dn: str) -> str:
         return str(ldap.dn.dn2str(ldap.dn.str2dn(dn))).lower()
     except ldap.DECODING_ERROR:
         return dn.lower()
+
+
+# RFC 4518 section 2.2: code points a directory maps to nothing before it compares strings
+_MAPPED_TO_NOTHING = dict.fromkeys(
+    [
+        0x00AD, 0x034F, 0x06DD, 0x070F, 0x1806, 0x180B, 0x180C, 0x180D, 0x180E, 0x200B,
+        *range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2064),
+        *range(0x206A, 0x2070), *range(0xFE00, 0xFE10), 0xFEFF, *range(0xFFF9, 0xFFFD),
+        *range(0x1D173, 0x1D17B), 0xE0001, *range(0xE0020, 0xE0080),
+    ]
+)  # fmt: skip
+
+
+def fold_login(login: str) -> str:
+    """A login folded at least as far as a directory folds it when it compares strings.
+
+    LDAP's case-ignore matching (RFC 4518: ``uid``, ``cn``, ``mail``, ``sAMAccountName``)
+    maps control and formatting characters to nothing and every kind of space to a space,
+    folds case (``ß`` to ``ss``), normalizes to NFKC (full-width letters and ligatures
+    become plain letters) and ignores surrounding and repeated spaces. Every
+    spelling the directory would take for one entry folds to one string here, so the lockout
+    can count an unknown login under one name whatever its spelling. Folding further than
+    the directory (two entries onto one string) only makes their counters shared.
+    """
+    text = "".join(
+        " " if unicodedata.category(ch) in ("Zs", "Zl", "Zp") or ch in "\t\n\v\f\r\x85" else ch
+        for ch in login.translate(_MAPPED_TO_NOTHING)
+        if unicodedata.category(ch) != "Cc" or ch in "\t\n\v\f\r\x85"
+    )
+    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return " ".join(text.split())
 
 
 def is_under(dn: str, base: str) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from authn.verdict import BANNED, COUNTED, Reason
 from tests.conftest import need_program
 from tests.harness.apache import REPO, Apache
 from tests.lockout.site import USERS, basic, denial_lines, get, site_body, write_users
@@ -47,7 +49,6 @@ def test_fail2ban_regex_counts_guesses_by_the_client_field(
         ("127.0.0.2", basic("alice", "guess4"), 429),  # locked out
         ("127.0.0.3", basic("nobody", "x"), 401),  # unknown user
         ("127.0.0.3", basic("carol", "x"), 401),  # account disabled
-        ("127.0.0.3", basic("alice", ""), 401),  # empty password
         # A user name that imitates the fields after it: counted for its sender only.
         (
             "127.0.0.4",
@@ -57,10 +58,12 @@ def test_fail2ban_regex_counts_guesses_by_the_client_field(
     ]
     for source, header, status in sent:
         assert get(port, authorization=header, source=source).status == status
-    # Not counted: the password was right but the group rule refused.
+    # Not counted: the password was right but the group rule refused; an empty password
+    # (no check ran: nothing was guessed).
     assert get(port, "/admins/", basic("alice", USERS["alice"]), source="127.0.0.5").status == 401
+    assert get(port, authorization=basic("alice", ""), source="127.0.0.6").status == 401
     log = apache.error_log()
-    assert len(denial_lines(log)) == len(sent) + 1
+    assert len(denial_lines(log)) == len(sent) + 2
     result = subprocess.run(
         [fail2ban_regex, "--print-all-matched", "--raw", str(apache.error_log_path), str(FILTER)],
         capture_output=True,
@@ -69,8 +72,8 @@ def test_fail2ban_regex_counts_guesses_by_the_client_field(
     )
     assert f"{len(sent)} matched" in result.stdout, result.stdout
     missed = result.stdout.split("Missed line(s):", 1)[1]
-    assert "not in a required group" in missed
-    assert missed.count("authn: denied") == 1
+    assert "not in a required group" in missed and 'reason="empty password"' in missed
+    assert missed.count("authn: denied") == 2
     ips = subprocess.run(
         [fail2ban_regex, "--out", "ip", str(apache.error_log_path), str(FILTER)],
         capture_output=True,
@@ -78,3 +81,19 @@ def test_fail2ban_regex_counts_guesses_by_the_client_field(
         check=True,
     ).stdout.split()
     assert sorted(ips) == sorted(source for source, _, _ in sent)
+
+
+def test_filter_matches_exactly_the_reasons_counted_or_locked() -> None:
+    """The denial reasons are a closed list; the filter bans for exactly those the lockout
+    counts, plus the refusals of an address that is locked out already."""
+    text = FILTER.read_text()
+    found = re.search(r'reason="\(\?:([^)]*)\)"', text)
+    assert found, "no reason alternatives in the filter"
+    assert set(found.group(1).split("|")) == {reason.value for reason in BANNED}
+    assert BANNED == COUNTED | {Reason.LOCKED_OUT}
+    assert set(Reason) - BANNED == {
+        Reason.EMPTY_PASSWORD,
+        Reason.NOT_IN_GROUP,
+        Reason.FILE_UNREADABLE,
+        Reason.DIRECTORY_DOWN,
+    }

@@ -21,6 +21,16 @@ from authn.verdict import ConfigError
 StoreFactory = Callable[[], LockoutStore]
 
 
+def _fail(guard: Lockout, client: str, user: str) -> lockout.Decision:
+    """One failed check as the gate makes it (reserve, check, settle as failed); the
+    Decision says whether the pair or the client is locked now."""
+    reservation = guard.reserve(client, user)
+    if reservation.decision.locked:
+        return reservation.decision
+    guard.settle(reservation, "failed")
+    return guard.check(client, user)
+
+
 @pytest.fixture(params=["sqlite", "redis"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     if request.param == "sqlite":
@@ -32,8 +42,8 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
 def test_pair_locks_after_threshold_and_only_that_pair(make_store: StoreFactory) -> None:
     guard = Lockout(Policy(threshold=3, client_threshold=100, window=60), make_store())
     for _ in range(2):
-        assert not guard.failed("192.0.2.1", "alice").locked
-    assert guard.failed("192.0.2.1", "alice").locked
+        assert not _fail(guard, "192.0.2.1", "alice").locked
+    assert _fail(guard, "192.0.2.1", "alice").locked
     decision = guard.check("192.0.2.1", "alice")
     assert decision.locked and 1 <= decision.retry_after <= 60
     assert decision.reason == "user locked out from this address"
@@ -46,7 +56,7 @@ def test_pair_locks_after_threshold_and_only_that_pair(make_store: StoreFactory)
 def test_client_threshold_locks_the_whole_address(make_store: StoreFactory) -> None:
     guard = Lockout(Policy(threshold=100, client_threshold=5, window=60), make_store())
     for i in range(5):
-        guard.failed("192.0.2.9", f"user{i}")
+        _fail(guard, "192.0.2.9", f"user{i}")
     for user in ("someone", None):
         decision = guard.check("192.0.2.9", user)
         assert decision.locked and decision.reason == "client address locked out"
@@ -55,42 +65,42 @@ def test_client_threshold_locks_the_whole_address(make_store: StoreFactory) -> N
 
 def test_success_clears_the_pair_but_not_the_address(make_store: StoreFactory) -> None:
     guard = Lockout(Policy(threshold=3, client_threshold=4, window=60), make_store())
-    guard.failed("192.0.2.1", "alice")
-    guard.failed("192.0.2.1", "alice")
+    _fail(guard, "192.0.2.1", "alice")
+    _fail(guard, "192.0.2.1", "alice")
     seen = guard.check("192.0.2.1", "alice")
     assert seen.pair_failures == 2
     guard.succeeded("192.0.2.1", "alice", seen)
     assert guard.check("192.0.2.1", "alice").pair_failures == 0
     # The address budget was not reset: two more failures for anyone lock the address.
-    guard.failed("192.0.2.1", "bob")
-    assert guard.failed("192.0.2.1", "carol").locked
+    _fail(guard, "192.0.2.1", "bob")
+    assert _fail(guard, "192.0.2.1", "carol").locked
 
 
 def test_window_passes_and_access_returns(make_store: StoreFactory) -> None:
     guard = Lockout(Policy(threshold=1, client_threshold=100, window=1), make_store())
-    guard.failed("192.0.2.1", "alice")
+    _fail(guard, "192.0.2.1", "alice")
     assert guard.check("192.0.2.1", "alice").locked
     time.sleep(1.3)
     assert not guard.check("192.0.2.1", "alice").locked
     # A new window starts from zero.
-    assert guard.failed("192.0.2.1", "alice").locked
+    assert _fail(guard, "192.0.2.1", "alice").locked
 
 
 def test_counters_are_shared_between_processes(tmp_path: Path) -> None:
     guard = Lockout(Policy(threshold=4, window=60), SqliteStore(str(tmp_path)))
-    guard.failed("192.0.2.1", "alice")
+    _fail(guard, "192.0.2.1", "alice")
     pids = []
     for _ in range(2):
         pid = os.fork()
         if pid == 0:  # the child uses the inherited object: it must reopen its connection
             try:
-                guard.failed("192.0.2.1", "alice")
+                _fail(guard, "192.0.2.1", "alice")
             finally:
                 os._exit(0)
         pids.append(pid)
     for pid in pids:
         os.waitpid(pid, 0)
-    assert guard.failed("192.0.2.1", "alice").locked
+    assert _fail(guard, "192.0.2.1", "alice").locked
 
 
 def test_store_down_fails_open_logs_once_and_recovers(
@@ -102,7 +112,7 @@ def test_store_down_fails_open_logs_once_and_recovers(
     guard = Lockout(Policy(threshold=1, window=60), SqliteStore(str(blocker / "sub")))
     with caplog.at_level(logging.ERROR, logger="authn"):
         for _ in range(3):
-            assert not guard.failed("192.0.2.1", "alice").locked
+            assert not _fail(guard, "192.0.2.1", "alice").locked
             assert not guard.check("192.0.2.1", "alice").locked
     down = [r for r in caplog.records if "lockout store down" in r.getMessage()]
     assert len(down) == 1 and "cannot open" in down[0].getMessage()
@@ -110,7 +120,7 @@ def test_store_down_fails_open_logs_once_and_recovers(
     blocker.unlink()  # the admin fixes it; no restart
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="authn"):
-        assert guard.failed("192.0.2.1", "alice").locked
+        assert _fail(guard, "192.0.2.1", "alice").locked
     assert any("answers again" in r.getMessage() for r in caplog.records)
     assert not guard.store_down
 
@@ -180,8 +190,8 @@ def test_clean_record_is_trusted_then_another_process_lock_is_seen(
     here = Lockout(Policy(threshold=2, client_threshold=100, window=60), make_store())
     other = Lockout(Policy(threshold=2, client_threshold=100, window=60), make_store())  # another child
     assert not here.check("192.0.2.9", "alice").locked  # read: clean, trusted from now on
-    other.failed("192.0.2.9", "alice")
-    assert other.failed("192.0.2.9", "alice").locked
+    _fail(other, "192.0.2.9", "alice")
+    assert _fail(other, "192.0.2.9", "alice").locked
     if request.node.callspec.params["make_store"] == "sqlite":
         assert here.check("192.0.2.9", "alice").locked  # the mark changed: read again at once
     else:
@@ -190,9 +200,9 @@ def test_clean_record_is_trusted_then_another_process_lock_is_seen(
         assert here.check("192.0.2.9", "alice").locked  # read again: the lock is seen
     # A failure counted by this process drops its clean records at once.
     assert not here.check("192.0.2.10", "bob").locked
-    other.failed("192.0.2.10", "bob")
-    other.failed("192.0.2.10", "bob")
-    here.failed("192.0.2.10", "carol")
+    _fail(other, "192.0.2.10", "bob")
+    _fail(other, "192.0.2.10", "bob")
+    _fail(here, "192.0.2.10", "carol")
     assert here.check("192.0.2.10", "bob").locked
 
 
@@ -219,7 +229,7 @@ def test_sqlite_good_user_costs_no_store_read_while_others_guess(
     assert not here.check("192.0.2.9", "alice").locked
     assert len(reads) == 1
     for i in range(50):
-        other.failed(f"198.51.100.{i % 7}", f"guess{i}")
+        _fail(other, f"198.51.100.{i % 7}", f"guess{i}")
     time.sleep(0.1)
     assert not here.check("192.0.2.9", "alice").locked
     marks = store.failure_marks()
@@ -228,7 +238,7 @@ def test_sqlite_good_user_costs_no_store_read_while_others_guess(
     assert marks._offset("192.0.2.9") not in slots  # (a shared slot would cost a read, no more)
     assert len(reads) == 1
     # The same address failing for anyone changes the mark: the next check reads again.
-    other.failed("192.0.2.9", "mallory")
+    _fail(other, "192.0.2.9", "mallory")
     assert not here.check("192.0.2.9", "alice").locked
     assert len(reads) == 2
 

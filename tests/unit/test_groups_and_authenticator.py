@@ -6,7 +6,7 @@ from authn import hashes
 from authn.authenticator import Authenticator
 from authn.settings import parse_settings
 from authn.sources.groupfile import parse_group_file
-from authn.verdict import Outcome
+from authn.verdict import Outcome, Verdict
 
 
 def test_group_file_rules() -> None:
@@ -43,11 +43,11 @@ def test_group_rule(tmp_path: Path) -> None:
     assert make(tmp_path).authorize("bob")  # no rule, no refusal
 
 
-def test_lockout_name_is_exact_for_a_file_and_folded_for_a_directory(tmp_path: Path) -> None:
+def test_lockout_identity_is_exact_for_a_file_and_folded_or_the_dn_for_a_directory(tmp_path: Path) -> None:
     users = tmp_path / "users"
     users.write_text("alice:$apr1$x$y\n")
     file_only = Authenticator(parse_settings([("authn.file", str(users))]))
-    assert file_only.lockout_name(" ALICE ") == " ALICE "  # another (unknown) user in a file
+    assert file_only.identity(" ALICE ") == " ALICE "  # another (unknown) user in a file
     with_ldap = Authenticator(
         parse_settings(
             [
@@ -57,6 +57,15 @@ def test_lockout_name_is_exact_for_a_file_and_folded_for_a_directory(tmp_path: P
             ]
         )
     )
-    assert with_ldap.lockout_name("  ALICE ") == with_ldap.lockout_name("alice") == "alice"
+    assert with_ldap.identity("  ALICE ") == with_ldap.identity("alice") == "alice"
     wire = "JÜRGEN  Müller".encode().decode("latin-1")  # UTF-8 bytes read as Latin-1
-    assert with_ldap.lockout_name(wire) == "jürgen müller".encode().decode("latin-1")
+    assert with_ldap.identity(wire) == "jürgen müller".encode().decode("latin-1")
+    # Unicode compatibility forms and special case mappings fold as the directory folds them
+    for spelling in ("\uff21\uff2c\uff29\uff23\uff25", "Al\u00adice", "ali\u200bce", "\u2003alice\u00a0"):
+        assert with_ldap.identity(spelling.encode().decode("latin-1")) == "alice", spelling
+    assert with_ldap.identity("STRASSE") == with_ldap.identity("straße".encode().decode("latin-1"))
+    # A user the directory granted counts under the entry's DN, whatever the spelling
+    granted = Verdict.grant("ALICE", "ldap", attrs={"dn": ("uid=Alice,ou=People,dc=example,dc=org",)})
+    assert with_ldap.identity("ALICE", granted) == "uid=alice,ou=people,dc=example,dc=org"
+    # A user the file granted counts under the login, even beside a directory
+    assert with_ldap.identity("ALICE", Verdict.grant("ALICE", "file")) == "ALICE"

@@ -1,0 +1,178 @@
+"""The request policy: one request in, one answer out, in the order that keeps it safe.
+
+A :class:`Gate` stands in front of one location's :class:`~authn.authenticator.Authenticator`
+and its :class:`~authn.lockout.Lockout`. It takes plain values (the client address, the
+login and password) and returns one :data:`Answer`; the mod_python adapter
+(:mod:`authn.handlers`) only reads the request and maps the answer to Apache. The steps of
+:meth:`Gate.admit`, top to bottom:
+
+1. **Nothing to check.** An empty password is refused at once (401, ``empty password``):
+   no check runs, so nothing is learned and nothing is counted.
+2. **Cache.** A granted verdict from the verified-credential cache proves the password
+   without a check. The lockout still looks at the client and the account (a locked pair
+   is refused with the right password too: 429), from memory while nothing changed.
+3. **Reserve, check, settle.** Right before each real check (a hash, a directory bind) the
+   lockout counts a failure for the account (:meth:`~authn.lockout.Lockout.reserve`); past a
+   threshold it refuses instead (429) and no check runs, so concurrent guesses can never
+   outrun the threshold. A wrong password keeps the failure; a right one gives it back and
+   clears the pair; a source that cannot answer gives it back and answers 5xx.
+4. **Group rule** (``authn.require.group``) on a granted verdict: 401 when it refuses.
+
+What counts is :data:`authn.verdict.COUNTED`; every refusal carries its
+:class:`~authn.verdict.Reason`, the word the denial line and the fail2ban filter use.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from authn.authenticator import Authenticator
+from authn.lockout import Decision, Lockout, Reservation, Settled, lockout_for
+from authn.verdict import Reason, SourceUnavailable, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """Let the request through (200 from the content): ``verdict`` says who and what."""
+
+    verdict: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """401 with a fresh challenge, and one denial line."""
+
+    user: str
+    source: str
+    reason: Reason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    """429 with ``Retry-After``: too many failures. ``report`` is False for the refusals
+    after the first one of a lock in this process (one denial line per lock, not a flood)."""
+
+    user: str
+    retry_after: int
+    report: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """5xx (``status``): a source could not answer; ``message`` says which and why."""
+
+    user: str
+    source: str
+    status: int
+    message: str
+    reason: Reason = Reason.DIRECTORY_DOWN
+
+
+Answer = Granted | Refused | Throttled | Unavailable
+
+
+class _Stop(Exception):
+    """Raised by the reservation hook to stop a chain of sources before a check."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__("locked out")
+        self.decision = decision
+
+
+def _throttled(user: str, decision: Decision) -> Throttled:
+    return Throttled(user, decision.retry_after, report=not decision.repeat)
+
+
+def unavailable(user: str, exc: SourceUnavailable) -> Unavailable:
+    return Unavailable(user, exc.source, exc.status, str(exc), exc.reason)
+
+
+class Gate:
+    """The request policy of one location (see the module docstring). Thread-safe."""
+
+    def __init__(self, authenticator: Authenticator, lockout: Lockout | None) -> None:
+        self.authenticator = authenticator
+        self.lockout = lockout
+
+    def screen(self, client: str, user: str | None) -> Throttled | None:
+        """Before anything else (the access handler): a locked client, or a locked pair when
+        the login is the account (no directory), gets 429 without looking further."""
+        if self.lockout is None:
+            return None
+        known = user if user is not None and self.authenticator.identity_is_login else None
+        decision = self.lockout.check(client, known)
+        return _throttled(user or "", decision) if decision.locked else None
+
+    def admit(self, client: str, user: str, password: bytes) -> Answer:
+        """Authenticate ``user`` with ``password`` from ``client``, then apply the group rule."""
+        auth, lockout = self.authenticator, self.lockout
+        if not password:
+            return Refused(user, auth.sources[0].name if auth.sources else "-", Reason.EMPTY_PASSWORD)
+        cached = auth.cached(user, password)
+        if cached is not None:
+            if lockout is not None:
+                identity = auth.identity(user, cached)
+                decision = lockout.check(client, identity)
+                if decision.locked:
+                    return _throttled(user, decision)
+                lockout.succeeded(client, identity, decision)
+            return self.authorize(cached.user, cached)
+        reservations: list[Reservation] = []
+
+        def reserve(identity: str) -> None:
+            if lockout is None:
+                return
+            reservation = lockout.reserve(client, identity)
+            if reservation.decision.locked:
+                raise _Stop(reservation.decision)
+            reservations.append(reservation)
+
+        try:
+            verdict = auth.check(user, password, reserve)
+        except _Stop as stop:
+            self._settle(reservations, "failed")  # the checks before the stop did run
+            return _throttled(user, stop.decision)
+        except SourceUnavailable as exc:
+            self._settle(reservations, "fault")
+            return unavailable(user, exc)
+        if not verdict.granted:
+            self._settle(reservations, "failed")
+            return Refused(user, verdict.source, verdict.reason or Reason.BAD_PASSWORD, verdict.detail)
+        self._settle(reservations, "granted")
+        return self.authorize(verdict.user, verdict)
+
+    def _settle(self, reservations: list[Reservation], outcome: Settled) -> None:
+        if self.lockout is not None:
+            for reservation in reservations:
+                self.lockout.settle(reservation, outcome)
+
+    def authorize(self, user: str, verdict: Verdict | None) -> Answer:
+        """The group rule for ``user`` (granted by ``verdict``, or by another module when
+        None): Granted, Refused (not in a required group) or Unavailable."""
+        auth = self.authenticator
+        if not auth.has_group_rule:
+            return Granted(verdict if verdict is not None else Verdict.grant(user, "-"))
+        try:
+            allowed = auth.authorize(user, verdict)
+        except SourceUnavailable as exc:
+            return unavailable(user, exc)
+        if not allowed:
+            return Refused(user, "groups", Reason.NOT_IN_GROUP)
+        return Granted(verdict if verdict is not None else Verdict.grant(user, "-"))
+
+
+_gates: dict[int, tuple[Authenticator, Gate]] = {}
+_gates_lock = threading.Lock()
+
+
+def gate_for(authenticator: Authenticator) -> Gate:
+    """The Gate of a location's Authenticator (one per Authenticator, kept for the process)."""
+    known = _gates.get(id(authenticator))
+    if known is not None and known[0] is authenticator:
+        return known[1]
+    with _gates_lock:
+        gate = Gate(authenticator, lockout_for(authenticator.settings))
+        _gates[id(authenticator)] = (authenticator, gate)
+    return gate
