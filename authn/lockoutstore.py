@@ -267,16 +267,23 @@ class SqliteStore:
                         f"{st.st_uid} or is writable by others; remove it or set "
                         "authn.lockout.dir to a folder only the Apache user can write"
                     )
-            conn = sqlite3.connect(
-                self.path,
-                timeout=SQLITE_BUSY_SECONDS,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # counters may lose a failure on power loss
-            conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
-            conn.execute(_SCHEMA)
+            # In the queue too: children opening a new database at once would otherwise race
+            # on switching it to WAL ("database is locked" at once, no busy wait).
+            fd = self._queue_file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=SQLITE_BUSY_SECONDS,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # may lose a failure on power loss
+                conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+                conn.execute(_SCHEMA)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
                 f"lockout store {self.path}: cannot open: {exc}; check that the folder exists "

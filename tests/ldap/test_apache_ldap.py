@@ -9,6 +9,7 @@ again without restarting Apache.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 import shutil
@@ -82,10 +83,12 @@ def site(
         "both": {**base, "authn.source": "file ldap", "authn.file": str(work / "users")},
         # its own counters (a lock here must not leak into the other tests' locations)
         "lock3": {**base, "authn.lockout.threshold": "3", "authn.lockout.dir": str(work / "lockout")},
+        "lock10": {**base, "authn.lockout.threshold": "10", "authn.lockout.dir": str(work / "lockout10")},
     }
-    (work / "lockout").mkdir()
     user, group = run_user()
-    shutil.chown(work / "lockout", user, group)
+    for folder in ("lockout", "lockout10"):
+        (work / folder).mkdir()
+        shutil.chown(work / folder, user, group)
     # the file knows alice with another password; bob is only in the directory
     subprocess.run(["htpasswd", "-cbB", str(work / "users"), "alice", "file-pw"], check=True)
     body = [f'DocumentRoot "{docroot}"', 'Include "${AUTHN_CONF}/authn.conf"']
@@ -297,3 +300,39 @@ def test_lockout_counts_a_directory_login_whatever_its_case_or_spaces(site: Apac
     assert statuses == [401, 401, 401]
     assert get(site, "/lock3/", "carol", "wrong")[0] == 429
     assert get(site, "/lock3/", "CaRoL", USERS["carol"])[0] == 429  # locked, whatever the spelling
+
+
+def _spellings(login: str) -> list[str]:
+    """Spellings a directory takes for ``login`` (RFC 4518): case, full-width letters,
+    ignored code points (soft hyphen, zero-width space), spaces of other kinds around it."""
+    forms = [
+        str.lower,
+        str.upper,
+        lambda c: chr(ord(c.lower()) + 0xFEE0),
+        lambda c: chr(ord(c.upper()) + 0xFEE0),
+    ]
+    found = []
+    for combo in itertools.product(range(4), repeat=len(login)):
+        found.append("".join(forms[k](c) for k, c in zip(combo, login, strict=True)))
+    extra = [
+        f"{login[:2]}\u00ad{login[2:]}",
+        f"{login[:1]}\u200b{login[1:]}",
+        f"\u00a0{login}\u3000",
+        f"  {login.upper()}  ",
+        f"\u2003{login.title()}",
+    ]
+    return found[::4] + extra
+
+
+def test_lockout_counts_a_directory_account_under_its_entry_whatever_the_spelling(site: Apache) -> None:
+    """Every spelling the directory takes for one account counts under the entry's DN: 64
+    spellings of dave's login, each with a wrong password, get at most 10 real checks."""
+    same_account = [s for s in _spellings("dave") if get(site, "/plain/", s, USERS["dave"])[0] == 200]
+    assert len(same_account) >= 40, same_account  # the directory really takes them as dave
+    offset = site.error_log_size()
+    statuses = [get(site, "/lock10/", s, f"guess{i}")[0] for i, s in enumerate(same_account)]
+    log = site.error_log_since(offset)
+    checks = len(re.findall(r'reason="bad password" uri="/lock10/"', log))
+    assert checks <= 10 and statuses.count(401) == checks, (checks, statuses)
+    assert statuses.count(429) == len(statuses) - checks
+    assert get(site, "/lock10/", "dave", USERS["dave"])[0] == 429  # the account is locked here

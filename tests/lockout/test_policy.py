@@ -285,3 +285,66 @@ def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def test_sqlite_table_is_bounded_and_keeps_the_high_counters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of one-failure addresses cannot grow the database without end, nor push out
+    the counter of an address that is close to its lock."""
+    from authn import lockoutstore
+
+    monkeypatch.setattr(lockoutstore, "MAX_COUNTERS", 100)
+    monkeypatch.setattr(lockoutstore, "PURGE_EVERY_SECONDS", 0.0)
+    store = SqliteStore(str(tmp_path / "counters"))
+    guard = Lockout(Policy(threshold=10, client_threshold=1000, window=600), store)
+    for _ in range(9):
+        _fail(guard, "192.0.2.1", "alice")
+    for i in range(500):
+        _fail(guard, f"198.51.{i // 250}.{i % 250}", "x")
+    rows = store.top(10_000)
+    assert len(rows) <= 100
+    assert dict(rows)[lockout.pair_key("192.0.2.1", "alice")].failures == 9
+    assert _fail(guard, "192.0.2.1", "alice").locked  # the tenth failure still locks
+
+
+def test_reserve_is_atomic_across_processes(tmp_path: Path) -> None:
+    """Forked children reserving at once for one pair: exactly the threshold are let through."""
+    store_dir = str(tmp_path / "counters")
+    Lockout(Policy(threshold=10, window=60), SqliteStore(store_dir)).check("192.0.2.1", "alice")
+    results = tmp_path / "results"
+    results.mkdir()
+    pids = []
+    for n in range(30):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                guard = Lockout(Policy(threshold=10, window=60), SqliteStore(store_dir))
+                reservation = guard.reserve("192.0.2.1", "alice")
+                (results / str(n)).write_text("locked" if reservation.decision.locked else "open")
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    outcomes = [p.read_text() for p in results.iterdir()]
+    assert outcomes.count("open") == 10 and outcomes.count("locked") == 20
+
+
+def test_redis_reserve_and_give_back(redis_server: object) -> None:
+    from tests.lockout.conftest import RedisServer
+
+    assert isinstance(redis_server, RedisServer)
+    guard = Lockout(Policy(threshold=2, client_threshold=3, window=60), RedisStore(redis_server.url))
+    first = guard.reserve("192.0.2.1", "alice")
+    assert not first.decision.locked and first.counted
+    guard.settle(first, "granted")  # given back: no counter left
+    assert guard.store.top(10) == []
+    for _ in range(2):
+        guard.settle(guard.reserve("192.0.2.1", "alice"), "failed")
+    assert guard.reserve("192.0.2.1", "alice").decision.locked
+    fault = guard.reserve("192.0.2.1", "bob")
+    guard.settle(fault, "fault")  # a fault is not a guess: both counters given back
+    counts = dict(guard.store.top(10))
+    assert counts[lockout.client_key("192.0.2.1")].failures == 2
+    assert lockout.pair_key("192.0.2.1", "bob") not in counts
