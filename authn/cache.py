@@ -36,17 +36,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import fields
 from types import MappingProxyType
-from typing import Any
 
+from authn.settings import Settings
 from authn.sharedcache import SharedStore
 from authn.sources import CredentialSource
 from authn.verdict import Verdict
 
 log = logging.getLogger("authn")
 
-DEFAULT_TTL = 300  #: seconds; the README ("Why 300 seconds") says why
-DEFAULT_DIR = "/var/cache/authn"
-DEFAULT_ENTRIES = 16384
 LOCAL_ENTRIES = 1024
 
 _stores: dict[tuple[str, int], SharedStore | None] = {}
@@ -116,20 +113,14 @@ def local_entries() -> int:
     return len(_local.entries)
 
 
-def chain_identity(settings: object) -> bytes:
+def chain_identity(settings: Settings) -> bytes:
     """What distinguishes one chain of sources from another, stable across processes.
 
-    Every setting except ``cache_*`` counts: two locations share entries only when they
-    would ask the same sources the same way.
+    Every setting except the cache's own (``authn.cache.*``) counts: two locations share
+    entries only when they would ask the same sources the same way. The parts are frozen
+    dataclasses of str, int, bool and tuples, whose repr is the same in every process.
     """
-    parts: list[str] = []
-    for f in fields(settings):  # type: ignore[arg-type]
-        if f.name.startswith("cache_"):
-            continue
-        value = getattr(settings, f.name)
-        if isinstance(value, (set, frozenset)):
-            value = sorted(value)
-        parts.append(f"{f.name}={value!r}")
+    parts = [f"{f.name}={getattr(settings, f.name)!r}" for f in fields(settings) if f.name != "cache"]
     return "\n".join(parts).encode()
 
 
@@ -236,13 +227,9 @@ class VerdictCache:
                 log.warning("authn: cache write failed, entry kept in this process only: %s", exc)
 
 
-def cache_for(settings: Any, sources: Sequence[CredentialSource]) -> VerdictCache | None:
+def cache_for(settings: Settings, sources: Sequence[CredentialSource]) -> VerdictCache | None:
     """The cache of a location's settings; None when ``authn.cache.ttl`` is 0."""
-    ttl = getattr(settings, "cache_ttl", DEFAULT_TTL)
-    if ttl <= 0 or not sources:
+    part = settings.cache
+    if part.ttl <= 0 or not sources:
         return None
-    store = shared_store(
-        getattr(settings, "cache_dir", DEFAULT_DIR),
-        getattr(settings, "cache_entries", DEFAULT_ENTRIES),
-    )
-    return VerdictCache(chain_identity(settings), sources, ttl, store)
+    return VerdictCache(chain_identity(settings), sources, part.ttl, shared_store(part.dir, part.entries))

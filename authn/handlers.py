@@ -130,7 +130,7 @@ def _answer(req: Any, gate: Gate, answer: Answer) -> int:
     match answer:
         case Granted(verdict):
             setattr(req, _VERDICT_ATTR, verdict)
-            _export(req, verdict, gate.authenticator.settings.ldap_remote_user_attribute)
+            _export(req, verdict, gate.authenticator.settings.ldap.remote_user_attribute)
             return int(apache.OK)
         case Refused(user, source, reason, detail):
             _log_denial(req, user, source, reason, detail)

@@ -55,7 +55,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from authn.lockoutstore import (
     Count,
@@ -67,9 +67,13 @@ from authn.lockoutstore import (
     default_folder,
     prune_stale,
 )
-
-if TYPE_CHECKING:
-    from authn.settings import Settings
+from authn.settings import (
+    DEFAULT_CLIENT_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    DEFAULT_WINDOW,
+    LockoutSettings,
+    Settings,
+)
 
 log = logging.getLogger("authn")
 
@@ -80,56 +84,6 @@ CLEAN_SECONDS = 1.0  #: a clean (client, user) record is trusted this long witho
 CLEAN_MARKED_SECONDS = 60.0
 CLEAN_MAX = 4096  #: clean records kept per process (all dropped when full)
 MAX_USER_IN_KEY = 256  #: longer names are cut in keys: only an attacker's junk shares a prefix
-STORES = ("sqlite", "redis")
-
-DEFAULT_THRESHOLD = 10
-DEFAULT_CLIENT_THRESHOLD = 100
-DEFAULT_WINDOW = 600
-
-
-# --- option value parsers (used by authn.settings): return the value or raise ValueError ----
-
-
-def parse_switch(value: str) -> bool:
-    word = value.strip().lower()
-    if word in ("on", "yes", "true", "1"):
-        return True
-    if word in ("off", "no", "false", "0"):
-        return False
-    raise ValueError("use on or off")
-
-
-def parse_count(value: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ValueError("give a whole number of failures, 1 or more, such as 10") from None
-    if not 1 <= number <= 1_000_000:
-        raise ValueError("give a whole number of failures from 1 to 1000000")
-    return number
-
-
-def parse_seconds(value: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ValueError("give a whole number of seconds, such as 600") from None
-    if not 1 <= number <= 7 * 86400:
-        raise ValueError("give a number of seconds from 1 to 604800 (a week)")
-    return number
-
-
-def parse_store(value: str) -> str:
-    word = value.strip().lower()
-    if word not in STORES:
-        raise ValueError(f"use one of: {', '.join(STORES)}")
-    return word
-
-
-def parse_redis_url(value: str) -> str:
-    if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("give a URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)")
-    return value
 
 
 # --- keys ---------------------------------------------------------------------------------
@@ -162,6 +116,10 @@ class Policy:
     threshold: int = DEFAULT_THRESHOLD
     client_threshold: int = DEFAULT_CLIENT_THRESHOLD
     window: int = DEFAULT_WINDOW
+
+    @classmethod
+    def of(cls, settings: LockoutSettings) -> Policy:
+        return cls(settings.threshold, settings.client_threshold, settings.window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,24 +458,25 @@ def lockout_for(settings: Settings) -> Lockout | None:
 
 
 def _lockout_for(settings: Settings) -> Lockout | None:
-    if not settings.lockout:
+    part = settings.lockout
+    if not part.enabled:
         return None
-    policy = Policy(settings.lockout_threshold, settings.lockout_client_threshold, settings.lockout_window)
-    where = settings.lockout_redis if settings.lockout_store == "redis" else settings.lockout_dir
-    key = (policy, settings.lockout_store, where)
+    policy = Policy.of(part)
+    where = part.redis if part.store == "redis" else part.dir
+    key = (policy, part.store, where)
     found = _lockouts.get(key)
     if found is not None:
         return found
     with _registry_lock:
         found = _lockouts.get(key)
         if found is None:
-            store = _stores.get((settings.lockout_store, where))
+            store = _stores.get((part.store, where))
             if store is None:
                 try:
-                    store = _make_store(settings.lockout_store, where)
+                    store = _make_store(part.store, where)
                 except StoreUnavailable as exc:
                     store = _BrokenStore(str(exc))
-                _stores[(settings.lockout_store, where)] = store
+                _stores[(part.store, where)] = store
             found = _lockouts[key] = Lockout(policy, store)
     return found
 

@@ -15,57 +15,129 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from authn import lockout as _lockout  # lockout: parsers and defaults of authn.lockout.*
 from authn.sources.ldapurl import LdapURL, parse_ldap_url
 from authn.verdict import ConfigError
 from authn.words import split_words
 
 PREFIX = "authn."
+DEFAULT_THRESHOLD = 10  #: authn.lockout.threshold
+DEFAULT_CLIENT_THRESHOLD = 100  #: authn.lockout.client_threshold
+DEFAULT_WINDOW = 600  #: authn.lockout.window
+LOCKOUT_STORES = ("sqlite", "redis")
 ACTIVATE_AUTHN = "authn.source"  #: the authen handler acts where this option is set
 ACTIVATE_AUTHZ = "authn.require.group"  #: the authz handler acts where this option is set
 KNOWN_SOURCES = ("file", "ldap")
 
 
 @dataclass(frozen=True, slots=True)
+class LdapSettings:
+    """``authn.ldap.*``: the directory source (:mod:`authn.sources.directory`). Its identity
+    in a process: locations with equal LdapSettings share one Directory and its connections."""
+
+    url: LdapURL | None = None
+    bind_dn: str | None = None
+    bind_password_file: str | None = None
+    starttls: bool = False
+    ca_file: str | None = None
+    group_base: str | None = None
+    bind_template: str | None = None
+    group_depth: int = 5
+    group_in_chain: bool = False
+    attributes: tuple[str, ...] = ()
+    remote_user_attribute: str | None = None
+    timeout: float = 5.0
+
+    @property
+    def export_attrs(self) -> tuple[str, ...]:
+        """Attributes a granted verdict carries: the URL's, ``authn.ldap.attributes`` and
+        the REMOTE_USER attribute, each once, in that order."""
+        exported = [*(self.url.attrs if self.url is not None else ()), *self.attributes]
+        if self.remote_user_attribute:
+            exported.append(self.remote_user_attribute)
+        return tuple(dict.fromkeys(exported))
+
+
+@dataclass(frozen=True, slots=True)
+class LockoutSettings:
+    """``authn.lockout.*``: counting failures and refusing guessers (:mod:`authn.lockout`)."""
+
+    enabled: bool = True
+    threshold: int = DEFAULT_THRESHOLD
+    client_threshold: int = DEFAULT_CLIENT_THRESHOLD
+    window: int = DEFAULT_WINDOW
+    store: str = "sqlite"
+    dir: str | None = None
+    redis: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """``authn.cache.*``: the verified-credential cache (:mod:`authn.cache`)."""
+
+    ttl: int = 300
+    dir: str = "/var/cache/authn"
+    entries: int = 16384
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
-    """The validated configuration of one protected location."""
+    """The validated configuration of one protected location, in typed parts."""
 
     sources: tuple[str, ...] = ("file",)
     password_file: str | None = None
     group_file: str | None = None
     require_groups: tuple[str, ...] = ()
-    # --- ldap: the directory source (authn/sources/directory.py) ---
-    ldap_url: LdapURL | None = None
-    ldap_bind_dn: str | None = None
-    ldap_bind_password_file: str | None = None
-    ldap_starttls: bool = False
-    ldap_ca_file: str | None = None
-    ldap_group_base: str | None = None
-    ldap_bind_template: str | None = None
-    ldap_group_depth: int = 5
-    ldap_group_in_chain: bool = False
-    ldap_attributes: tuple[str, ...] = ()
-    ldap_remote_user_attribute: str | None = None
-    ldap_timeout: float = 5.0
-    # --- lockout (authn.lockout.*) ---
-    lockout: bool = True
-    lockout_threshold: int = _lockout.DEFAULT_THRESHOLD
-    lockout_client_threshold: int = _lockout.DEFAULT_CLIENT_THRESHOLD
-    lockout_window: int = _lockout.DEFAULT_WINDOW
-    lockout_store: str = "sqlite"
-    lockout_dir: str | None = None
-    lockout_redis: str | None = None
-    # --- end lockout ---
-    # --- verdict cache (authn/cache.py) ---
-    cache_ttl: int = 300
-    cache_dir: str = "/var/cache/authn"
-    cache_entries: int = 16384
+    ldap: LdapSettings = LdapSettings()
+    lockout: LockoutSettings = LockoutSettings()
+    cache: CacheSettings = CacheSettings()
 
 
 # --- value parsers: each returns the value or raises ValueError("what is accepted") --------
+
+
+def parse_switch(value: str) -> bool:
+    word = value.strip().lower()
+    if word in ("on", "yes", "true", "1"):
+        return True
+    if word in ("off", "no", "false", "0"):
+        return False
+    raise ValueError("use on or off")
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError("give a whole number of failures, 1 or more, such as 10") from None
+    if not 1 <= number <= 1_000_000:
+        raise ValueError("give a whole number of failures from 1 to 1000000")
+    return number
+
+
+def _seconds(value: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError("give a whole number of seconds, such as 600") from None
+    if not 1 <= number <= 7 * 86400:
+        raise ValueError("give a number of seconds from 1 to 604800 (a week)")
+    return number
+
+
+def _store(value: str) -> str:
+    word = value.strip().lower()
+    if word not in LOCKOUT_STORES:
+        raise ValueError(f"use one of: {', '.join(LOCKOUT_STORES)}")
+    return word
+
+
+def _redis_url(value: str) -> str:
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("give a URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)")
+    return value
 
 
 def _sources(value: str) -> tuple[str, ...]:
@@ -155,6 +227,9 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
 
 @dataclass(frozen=True, slots=True)
 class Option:
+    """One ``PythonOption`` key: where its value goes (``field``, ``part.field`` for a typed
+    part), how it is parsed (raises ValueError saying what is accepted), and its doc line."""
+
     key: str
     field: str
     parse: Callable[[str], Any]
@@ -186,112 +261,111 @@ OPTIONS: dict[str, Option] = {
         # --- ldap options ---
         Option(
             "authn.ldap.url",
-            "ldap_url",
+            "ldap.url",
             parse_ldap_url,
             "AuthLDAPURL syntax: ldap[s]://host1 host2:port/basedn?attr,attr?scope?filter",
         ),
-        Option("authn.ldap.bind_dn", "ldap_bind_dn", _dn, "service DN for searches"),
+        Option("authn.ldap.bind_dn", "ldap.bind_dn", _dn, "service DN for searches"),
         Option(
             "authn.ldap.bind_password_file",
-            "ldap_bind_password_file",
+            "ldap.bind_password_file",
             _absolute_path,
             "file holding the service password (one trailing newline ignored)",
         ),
-        Option("authn.ldap.starttls", "ldap_starttls", _lockout.parse_switch, "StartTLS on ldap:// (on|off)"),
+        Option("authn.ldap.starttls", "ldap.starttls", parse_switch, "StartTLS on ldap:// (on|off)"),
         Option(
             "authn.ldap.ca_file",
-            "ldap_ca_file",
+            "ldap.ca_file",
             _absolute_path,
             "PEM file of the CA that signs the directory's certificate",
         ),
-        Option("authn.ldap.group_base", "ldap_group_base", _dn, "where group names are looked up"),
+        Option("authn.ldap.group_base", "ldap.group_base", _dn, "where group names are looked up"),
         Option(
             "authn.ldap.bind_template",
-            "ldap_bind_template",
+            "ldap.bind_template",
             _bind_template,
             "direct bind without search: uid=%s,ou=people,dc=example,dc=org or %s@example.org",
         ),
-        Option("authn.ldap.group_depth", "ldap_group_depth", _int_in(0, 20), "nested group levels (5)"),
+        Option("authn.ldap.group_depth", "ldap.group_depth", _int_in(0, 20), "nested group levels (5)"),
         Option(
             "authn.ldap.group_in_chain",
-            "ldap_group_in_chain",
-            _lockout.parse_switch,
+            "ldap.group_in_chain",
+            parse_switch,
             "Active Directory: nested groups by the in-chain rule 1.2.840.113556.1.4.1941",
         ),
         Option(
             "authn.ldap.attributes",
-            "ldap_attributes",
+            "ldap.attributes",
             _attribute_names,
             "more attributes exported as AUTHENTICATE_<ATTR>",
         ),
         Option(
             "authn.ldap.remote_user_attribute",
-            "ldap_remote_user_attribute",
+            "ldap.remote_user_attribute",
             _attribute_name,
             "REMOTE_USER is this attribute of the user's entry instead of the login",
         ),
-        Option("authn.ldap.timeout", "ldap_timeout", _timeout, "network and operation timeout"),
-        # --- lockout (authn.lockout.*) ---
+        Option("authn.ldap.timeout", "ldap.timeout", _timeout, "network and operation timeout"),
+        # --- lockout ---
         Option(
             "authn.lockout",
-            "lockout",
-            _lockout.parse_switch,
+            "lockout.enabled",
+            parse_switch,
             "on (default) or off: refuse guessing clients with 429 before any password check",
         ),
         Option(
             "authn.lockout.threshold",
-            "lockout_threshold",
-            _lockout.parse_count,
+            "lockout.threshold",
+            _count,
             "failures of one user from one address that lock that pair out (default 10)",
         ),
         Option(
             "authn.lockout.client_threshold",
-            "lockout_client_threshold",
-            _lockout.parse_count,
+            "lockout.client_threshold",
+            _count,
             "failures from one address, any users, that lock the address out (default 100)",
         ),
         Option(
             "authn.lockout.window",
-            "lockout_window",
-            _lockout.parse_seconds,
+            "lockout.window",
+            _seconds,
             "seconds from the first failure until a counter resets (default 600)",
         ),
         Option(
             "authn.lockout.store",
-            "lockout_store",
-            _lockout.parse_store,
+            "lockout.store",
+            _store,
             "where counters live: sqlite (default, this machine) or redis (several machines)",
         ),
         Option(
             "authn.lockout.dir",
-            "lockout_dir",
+            "lockout.dir",
             _absolute_path,
             "folder for the sqlite counters, writable by the Apache user only",
         ),
         Option(
             "authn.lockout.redis",
-            "lockout_redis",
-            _lockout.parse_redis_url,
+            "lockout.redis",
+            _redis_url,
             "Redis URL for authn.lockout.store redis, such as redis://10.0.0.5:6379/0",
         ),
-        # --- end lockout ---
-        # --- verdict cache (authn/cache.py) ---
+        # --- verdict cache ---
         Option(
             "authn.cache.ttl",
-            "cache_ttl",
+            "cache.ttl",
             _int_in(0, 86400),
             "seconds a granted password stays cached machine-wide (default 300; 0 turns it off)",
         ),
         Option(
             "authn.cache.dir",
-            "cache_dir",
+            "cache.dir",
             _absolute_path,
             "folder of the machine-wide cache, owned by the Apache user, mode 0700, outside "
             "any web root (default /var/cache/authn)",
         ),
         Option(
             "authn.cache.entries",
-            "cache_entries",
+            "cache.entries",
             _int_in(64, 4194304),
             "slots of the machine-wide cache file, 512 bytes each (default 16384)",
         ),
@@ -302,6 +376,7 @@ OPTIONS: dict[str, Option] = {
 def parse_settings(options: Iterable[tuple[str, str]]) -> Settings:
     """Validate ``authn.*`` options into Settings; raises ConfigError naming the option."""
     values: dict[str, Any] = {}
+    parts: dict[str, dict[str, Any]] = {"ldap": {}, "lockout": {}, "cache": {}}
     for key, value in options:
         if not key.startswith(PREFIX):
             continue
@@ -313,10 +388,17 @@ def parse_settings(options: Iterable[tuple[str, str]]) -> Settings:
             hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(sorted(OPTIONS))}"
             raise ConfigError(key, f"unknown option{hint}")
         try:
-            values[option.field] = option.parse(value)
+            parsed = option.parse(value)
         except ValueError as exc:
             raise ConfigError(key, f"bad value {value!r}: {exc}") from None
-    settings = Settings(**values)
+        part, _, name = option.field.rpartition(".")
+        (parts[part] if part else values)[name] = parsed
+    settings = Settings(
+        **values,
+        ldap=LdapSettings(**parts["ldap"]),
+        lockout=LockoutSettings(**parts["lockout"]),
+        cache=CacheSettings(**parts["cache"]),
+    )
     _check_consistency(settings)
     return settings
 
@@ -334,46 +416,46 @@ def _check_consistency(settings: Settings) -> None:
             "authn.require.group",
             "needs a place to look groups up; set authn.groupfile to an AuthGroupFile-format file",
         )
-    # --- lockout (authn.lockout.*) ---
-    if settings.lockout and settings.lockout_store == "redis" and settings.lockout_redis is None:
+    lockout = settings.lockout
+    if lockout.enabled and lockout.store == "redis" and lockout.redis is None:
         raise ConfigError(
             "authn.lockout.redis",
             "missing; authn.lockout.store redis needs the server's URL "
             "(PythonOption authn.lockout.redis redis://127.0.0.1:6379/0)",
         )
-    # --- end lockout ---
 
 
 def _check_ldap(settings: Settings) -> None:
     """Consistency of the authn.ldap.* options (only when the ldap source is named)."""
     if "ldap" not in settings.sources:
         return
-    url = settings.ldap_url
+    ldap = settings.ldap
+    url = ldap.url
     if url is None:
         raise ConfigError(
             "authn.ldap.url",
             "missing; the ldap source needs the directory's URL "
             '(PythonOption authn.ldap.url "ldaps://ldap.example.org/ou=people,dc=example,dc=org?uid")',
         )
-    if (settings.ldap_bind_dn is None) != (settings.ldap_bind_password_file is None):
-        missing = "bind_dn" if settings.ldap_bind_dn is None else "bind_password_file"
+    if (ldap.bind_dn is None) != (ldap.bind_password_file is None):
+        missing = "bind_dn" if ldap.bind_dn is None else "bind_password_file"
         raise ConfigError(
             f"authn.ldap.{missing}",
             "authn.ldap.bind_dn and authn.ldap.bind_password_file go together; "
             "set both for a service account, or neither for anonymous searches",
         )
-    if settings.ldap_starttls and url.scheme == "ldaps":
+    if ldap.starttls and url.scheme == "ldaps":
         raise ConfigError(
             "authn.ldap.starttls",
             "StartTLS is for ldap:// URLs; an ldaps:// URL is already encrypted, drop this option",
         )
-    if settings.ldap_ca_file is not None and url.scheme == "ldap" and not settings.ldap_starttls:
+    if ldap.ca_file is not None and url.scheme == "ldap" and not ldap.starttls:
         raise ConfigError(
             "authn.ldap.ca_file",
             "set, but the connection is not encrypted; use an ldaps:// URL or authn.ldap.starttls on",
         )
     names = [g for g in settings.require_groups if "=" not in g]
-    if names and settings.group_file is None and settings.ldap_group_base is None:
+    if names and settings.group_file is None and ldap.group_base is None:
         raise ConfigError(
             "authn.require.group",
             f"{names[0]!r} is a group name, not a DN; set authn.ldap.group_base to where the "
@@ -398,7 +480,3 @@ def settings_for(options: Mapping[str, str]) -> Settings:
         with _cache_lock:
             _cache[key] = settings
     return settings
-
-
-def settings_fields() -> list[str]:
-    return [f.name for f in fields(Settings)]

@@ -370,7 +370,7 @@ def _cache_folders(config: Config) -> dict[str, str]:
             continue
         given = opts.get("authn.cache.dir")
         if given is None:
-            folders.setdefault(Settings().cache_dir, f"{block[-1].file}:{block[-1].line}")
+            folders.setdefault(Settings().cache.dir, f"{block[-1].file}:{block[-1].line}")
         elif os.path.isabs(given[1]):
             folders.setdefault(given[1], given[0].where)
     return folders

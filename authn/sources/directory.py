@@ -43,13 +43,12 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import ldap
 
 from authn.logtext import quote
-from authn.settings import Settings
+from authn.settings import LdapSettings, Settings
 from authn.sources.ldapconn import ConnectionConfig, DirectoryDown, Pool, Slot, describe
 from authn.sources.ldapgroups import (
     account_problem,
@@ -96,44 +95,6 @@ def _denied(user: str, source: str, what: str, identity: str) -> Verdict:
     return dataclasses.replace(Verdict.denied(user, source, reason, detail), identity=identity)
 
 
-@dataclass(frozen=True, slots=True)
-class DirectoryConfig:
-    """The part of the settings a directory source depends on (its identity in a process)."""
-
-    url: LdapURL
-    bind_dn: str | None = None
-    bind_password_file: str | None = None
-    starttls: bool = False
-    ca_file: str | None = None
-    group_base: str | None = None
-    bind_template: str | None = None
-    group_depth: int = 5
-    group_in_chain: bool = False
-    export_attrs: tuple[str, ...] = ()
-    timeout: float = 5.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DirectoryConfig:
-        assert settings.ldap_url is not None  # checked by settings
-        exported = [*settings.ldap_url.attrs, *settings.ldap_attributes]
-        if settings.ldap_remote_user_attribute:
-            exported.append(settings.ldap_remote_user_attribute)
-        unique = tuple(dict.fromkeys(a for a in exported))
-        return cls(
-            url=settings.ldap_url,
-            bind_dn=settings.ldap_bind_dn,
-            bind_password_file=settings.ldap_bind_password_file,
-            starttls=settings.ldap_starttls,
-            ca_file=settings.ldap_ca_file,
-            group_base=settings.ldap_group_base,
-            bind_template=settings.ldap_bind_template,
-            group_depth=settings.ldap_group_depth,
-            group_in_chain=settings.ldap_group_in_chain,
-            export_attrs=unique,
-            timeout=settings.ldap_timeout,
-        )
-
-
 def read_bind_password(path: str) -> bytes:
     """The service password: the file's bytes less one trailing newline. Raises ConfigError."""
     try:
@@ -175,29 +136,23 @@ def _login(user: str) -> str | None:
 class Directory:
     """A credential source and group source backed by LDAP (see the module docstring)."""
 
-    def __init__(self, config: DirectoryConfig, *, name: str = SOURCE_NAME) -> None:
+    def __init__(self, config: LdapSettings, *, name: str = SOURCE_NAME) -> None:
+        if config.url is None:
+            raise ConfigError("authn.ldap.url", "missing; the ldap source needs the directory's URL")
         self.name = name
         self.config = config
+        self.url: LdapURL = config.url
         password = None
         if config.bind_password_file is not None:
             password = read_bind_password(config.bind_password_file)
-        self.pool = Pool(
-            ConnectionConfig(
-                uris=config.url.uris,
-                starttls=config.starttls,
-                ca_file=config.ca_file,
-                bind_dn=config.bind_dn,
-                bind_password=password,
-                timeout=config.timeout,
-            )
-        )
+        self.pool = Pool(ConnectionConfig(config, password))
         self._attrlist = list(dict.fromkeys([*config.export_attrs, *_ACCOUNT_ATTRS]))
-        local = all(host in ("127.0.0.1", "::1", "localhost") for host, _ in config.url.hosts)
-        if config.url.scheme == "ldap" and not config.starttls and not local:
+        local = all(host in ("127.0.0.1", "::1", "localhost") for host, _ in self.url.hosts)
+        if self.url.scheme == "ldap" and not config.starttls and not local:
             log.warning(
                 "authn: ldap: passwords are sent to %s in clear text; use an ldaps:// URL or "
                 "authn.ldap.starttls on (Active Directory refuses such binds anyway)",
-                " ".join(config.url.uris),
+                " ".join(self.url.uris),
             )
 
     # --- the source protocol ---
@@ -246,7 +201,7 @@ class Directory:
     # --- search, then bind ---
 
     def _check_search(self, slot: Slot, user: str, login: str, password: bytes, before: Before) -> Verdict:
-        url = self.config.url
+        url = self.url
         filt = user_filter(url.filter, url.login_attr, login)
 
         def search(conn: Any) -> list[tuple[Any, Any]]:
@@ -294,7 +249,7 @@ class Directory:
         """What an unknown user costs: the failed bind a wrong password costs, so the two
         take the same time (no user enumeration by timing). It binds a DN that does not
         exist, with a fixed password: the user's password is not sent for it."""
-        conn.simple_bind_s(f"{DUMMY_RDN},{self.config.url.base_dn}", DUMMY_PASSWORD)
+        conn.simple_bind_s(f"{DUMMY_RDN},{self.url.base_dn}", DUMMY_PASSWORD)
 
     def _user_bind(self, slot: Slot, user: str, identity: str, op: Callable[[Any], None]) -> Verdict | None:
         """Run ``op`` (a bind as the user) on the bind connection: None when the directory
@@ -324,7 +279,7 @@ class Directory:
         name = template_bind_name(template, login)
         if name is None:
             return dataclasses.replace(Verdict.unknown(user, self.name), identity=identity)
-        url = self.config.url
+        url = self.url
         entry: list[tuple[str, Any]] = []
 
         def bind_and_read(conn: Any) -> None:
@@ -431,7 +386,7 @@ class Directory:
             self.pool.give_back(slot)
 
     def _group_search(self, slot: Slot, filt: str) -> list[str]:
-        base = self.config.group_base or self.config.url.base_dn
+        base = self.config.group_base or self.url.base_dn
 
         def search(conn: Any) -> list[tuple[Any, Any]]:
             return conn.search_ext_s(  # type: ignore[no-any-return]
@@ -454,13 +409,13 @@ class Directory:
         self.pool.close()
 
 
-_directories: dict[DirectoryConfig, Directory] = {}
+_directories: dict[LdapSettings, Directory] = {}
 _directories_lock = threading.Lock()
 
 
 def directory_for(settings: Settings) -> Directory:
     """The process's Directory for the ldap part of ``settings`` (built once, shared)."""
-    config = DirectoryConfig.from_settings(settings)
+    config = settings.ldap
     found = _directories.get(config)
     if found is None:
         with _directories_lock:

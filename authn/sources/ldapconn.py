@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import ldap
 
+from authn.settings import LdapSettings
+
 T = TypeVar("T")
 
 
@@ -59,14 +61,31 @@ class DirectoryDown(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
-    """How to reach the directory (a part of the ldap settings)."""
+    """How to reach the directory: the ``authn.ldap.*`` settings, and the service password
+    read from ``authn.ldap.bind_password_file``."""
 
-    uris: tuple[str, ...]
-    starttls: bool = False
-    ca_file: str | None = None
-    bind_dn: str | None = None
+    settings: LdapSettings
     bind_password: bytes | None = None
-    timeout: float = 5.0
+
+    @property
+    def uris(self) -> tuple[str, ...]:
+        return self.settings.url.uris if self.settings.url is not None else ()
+
+    @property
+    def starttls(self) -> bool:
+        return self.settings.starttls
+
+    @property
+    def ca_file(self) -> str | None:
+        return self.settings.ca_file
+
+    @property
+    def bind_dn(self) -> str | None:
+        return self.settings.bind_dn
+
+    @property
+    def timeout(self) -> float:
+        return self.settings.timeout
 
 
 def describe(exc: BaseException) -> str:

@@ -192,10 +192,10 @@ def test_bad_values_name_the_option(option: str, value: str) -> None:
 
 def test_defaults() -> None:
     settings = parse_settings([("authn.file", "/etc/a")])
-    assert (settings.cache_ttl, settings.cache_dir, settings.cache_entries) == (
-        cache_mod.DEFAULT_TTL,
-        cache_mod.DEFAULT_DIR,
-        cache_mod.DEFAULT_ENTRIES,
+    assert (settings.cache.ttl, settings.cache.dir, settings.cache.entries) == (
+        300,
+        "/var/cache/authn",
+        16384,
     )
 
 

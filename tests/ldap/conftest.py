@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from authn.settings import parse_settings
-from authn.sources.directory import Directory, DirectoryConfig
+from authn.sources.directory import Directory
 from tests.conftest import need
 from tests.harness.slapd import SERVICE_DN, SERVICE_PASSWORD, Slapd, slapd_available
 
@@ -49,7 +49,7 @@ def make_directory(slapd: Slapd, service_password_file: Path) -> Iterator[object
             pairs["authn.ldap.bind_dn"] = SERVICE_DN
             pairs["authn.ldap.bind_password_file"] = str(service_password_file)
         pairs.update({f"authn.ldap.{k}": v for k, v in options.items()})
-        directory = Directory(DirectoryConfig.from_settings(parse_settings(pairs.items())))
+        directory = Directory(parse_settings(pairs.items()).ldap)
         made.append(directory)
         return directory
 

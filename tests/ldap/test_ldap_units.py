@@ -91,8 +91,8 @@ def test_ldap_options_parse() -> None:
             "authn.ldap.group_base": "ou=groups,dc=example,dc=org",
         }
     )
-    assert s.ldap_starttls is True and s.ldap_group_depth == 2  # type: ignore[attr-defined]
-    assert s.ldap_attributes == ("mail", "cn")  # type: ignore[attr-defined]
+    assert s.ldap.starttls is True and s.ldap.group_depth == 2
+    assert s.ldap.attributes == ("mail", "cn")
     assert s.group_file is None  # the group rule needs no group file with ldap
 
 

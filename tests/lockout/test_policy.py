@@ -15,7 +15,7 @@ import pytest
 from authn import lockout
 from authn.lockout import Lockout, Policy
 from authn.lockoutstore import FailureMarks, LockoutStore, RedisStore, SqliteStore
-from authn.settings import Settings, parse_settings
+from authn.settings import LockoutSettings, Settings, parse_settings
 from authn.verdict import ConfigError
 
 StoreFactory = Callable[[], LockoutStore]
@@ -142,13 +142,13 @@ def test_long_user_names_share_a_bounded_key() -> None:
 
 def test_options() -> None:
     base = [("authn.file", "/etc/users")]
-    assert parse_settings(base).lockout is True
+    assert parse_settings(base).lockout.enabled is True
     settings = parse_settings(
         [*base, ("authn.lockout", "off"), ("authn.lockout.threshold", "3"),
          ("authn.lockout.window", "60"), ("authn.lockout.store", "redis"),
          ("authn.lockout.redis", "redis://10.0.0.5:6379/1")]
     )  # fmt: skip
-    assert (settings.lockout, settings.lockout_threshold, settings.lockout_window) == (
+    assert (settings.lockout.enabled, settings.lockout.threshold, settings.lockout.window) == (
         False,
         3,
         60,
@@ -171,7 +171,9 @@ def test_options() -> None:
 
 
 def test_unusable_redis_url_fails_open(caplog: pytest.LogCaptureFixture) -> None:
-    settings = Settings(password_file="/x", lockout_store="redis", lockout_redis="redis://127.0.0.1:1/0")
+    settings = Settings(
+        password_file="/x", lockout=LockoutSettings(store="redis", redis="redis://127.0.0.1:1/0")
+    )
     guard = lockout.lockout_for(settings)
     assert guard is not None
     with caplog.at_level(logging.ERROR, logger="authn"):

@@ -120,6 +120,7 @@ def test_group_refusal_is_not_counted(site: Callable[..., Site]) -> None:
             ("authn.file", str(s2.users)),
             ("authn.groupfile", str(s2.groups)),
             ("authn.require.group", "admins"),
+            ("authn.cache.ttl", "0"),
         ]
     )
     gate = Gate(Authenticator(settings), s2.lockout)
@@ -145,6 +146,7 @@ def test_faults_answer_5xx_with_their_reason_and_count_nothing(
             ("authn.file", str(s2.users)),
             ("authn.groupfile", str(tmp_path / "no-such-groups")),
             ("authn.require.group", "admins"),
+            ("authn.cache.ttl", "0"),
         ]
     )
     answer = Gate(Authenticator(settings), s2.lockout).admit(CLIENT, "alice", b"right")
@@ -152,8 +154,8 @@ def test_faults_answer_5xx_with_their_reason_and_count_nothing(
     assert (answer.source, answer.reason, answer.status) == ("groupfile", Reason.FILE_UNREADABLE, 500)
 
 
-def test_cached_grant_still_meets_the_lock(site: Callable[..., Site]) -> None:
-    s = site(threshold=2, authn_cache_ttl="300", authn_cache_dir="/nonexistent/authn-test-cache")
+def test_cached_grant_still_meets_the_lock(site: Callable[..., Site], tmp_path: Path) -> None:
+    s = site(threshold=2, authn_cache_ttl="300", authn_cache_dir=str(tmp_path / "cache"))
     assert isinstance(s.gate.admit(CLIENT, "alice", b"right"), Granted)  # now cached
     for _ in range(2):
         assert isinstance(s.gate.admit(CLIENT, "alice", b"wrong"), Refused)
