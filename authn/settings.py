@@ -480,3 +480,52 @@ def settings_for(options: Mapping[str, str]) -> Settings:
         with _cache_lock:
             _cache[key] = settings
     return settings
+
+
+def _default_text(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return " ".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def default_of(option: Option) -> str:
+    """The default value of ``option`` as an admin would write it."""
+    part, _, name = option.field.rpartition(".")
+    holder: object = getattr(Settings(), part) if part else Settings()
+    return _default_text(getattr(holder, name))
+
+
+_SECTIONS = (
+    ("", "Sources and rules"),
+    ("ldap", "LDAP and Active Directory (`authn.ldap.*`)"),
+    ("lockout", "Lockout (`authn.lockout.*`)"),
+    ("cache", "Verified-credential cache (`authn.cache.*`)"),
+)
+
+
+def reference() -> str:
+    """The option reference in Markdown, generated from :data:`OPTIONS` (docs/options.md is
+    this text; a test keeps it current)."""
+    lines = [
+        "# Options (`PythonOption`)",
+        "",
+        "Generated from the table in `authn/settings.py` (`python -m authn.settings > docs/options.md`);",
+        "a test fails when this file and the code disagree. A bad value or an unknown `authn.*` key",
+        "answers 500 with one error-log line naming the option and the fix; `authn check` finds the",
+        "same errors before Apache does.",
+    ]
+    for part, title in _SECTIONS:
+        lines += ["", f"## {title}", "", "| option | default | meaning |", "|---|---|---|"]
+        for option in OPTIONS.values():
+            if option.field.rpartition(".")[0] == part:
+                doc = option.doc.replace("|", "\\|")
+                lines.append(f"| `{option.key}` | `{default_of(option)}` | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference(), end="")
