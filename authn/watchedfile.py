@@ -6,14 +6,28 @@ inode, size, modification and change time); only when that changed is the file r
 again. The change time moves with ``chmod``/``chown`` too, so a file made unreadable to the
 Apache user fails closed (500) within a second, as native Apache does, instead of serving
 its last parsed version.
-The new value replaces the old one only after it was parsed completely from a file that did
-not change while it was read, so a reader never sees half of a file:
+
+When the identity changed, the file is opened at once: a file that cannot be opened (made
+unreadable, removed) fails closed on that very look. The new value replaces the old one
+only after it was parsed completely from a file that did not change while it was read, and
+that had *settled*, so a reader never sees half of a file:
 
 * a file replaced with ``rename``/``os.replace`` (what ``authn passwd`` does) is read from
   one inode, old or new, never a mix;
 * a file rewritten in place (an editor, ``cat >``, ``htpasswd`` copying its temp file) is
-  only taken once it has not changed for :data:`SETTLE_SECONDS`; until then the previous
-  value keeps answering.
+  only taken once nothing has written it for :data:`SETTLE_SECONDS`; until then the
+  previous value keeps answering (or the previous error, for a file that could not be read).
+
+"Settled" means: its modification or change time lies at least :data:`SETTLE_SECONDS` in
+the past (every write sets both to now; ``cp -p``, ``tar`` and ``rsync -t`` set the
+modification time only once the content is written), or this process has seen the same
+identity, unchanged, for :data:`SETTLE_SECONDS` of monotonic time. The second rule is what
+takes a file whose timestamps lie in the future (copied from a host whose clock is ahead,
+or on a file server whose clock is): such a file is taken within a second like any other,
+never ignored until its timestamp comes.
+
+The first look of a process reads the file at once: there is no previous answer to give
+meanwhile.
 
 Errors: a file that cannot be read raises :class:`authn.verdict.SourceUnavailable` naming
 the path and the OS error, every time it is asked for (fail closed), until it can be read.
@@ -27,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import BinaryIO, Generic, TypeVar
 
 from authn.verdict import SourceUnavailable
 
@@ -80,6 +94,8 @@ class WatchedFile(Generic[T]):
         self._loaded: Loaded[T] | None = None
         self._error: SourceUnavailable | None = None
         self._next_check = 0.0
+        #: a changed identity this process saw, and the monotonic time it first saw it
+        self._pending: tuple[Generation, float] | None = None
 
     def current(self) -> Loaded[T]:
         """The value for the file as it is now (at most ``interval`` seconds old)."""
@@ -106,15 +122,27 @@ class WatchedFile(Generic[T]):
         try:
             st = os.stat(self.path)
             if old is not None and _generation(st) == old.generation:
-                self._error = None
+                self._error, self._pending = None, None
                 self._next_check = now + self._interval
                 return old
-            if old is not None and time.time() - st.st_mtime < SETTLE_SECONDS:
-                # Being written right now: keep the old value, look again shortly.
-                self._next_check = now + SETTLE_SECONDS / 4
-                return old
-            loaded = self._read()
+            first_look = old is None and self._error is None
+            for _ in range(3 if first_look else 1):
+                # Changed (or never loaded): open it now, so that a file made unreadable
+                # fails closed on this very look, before any wait for it to settle.
+                with open(self.path, "rb") as fh:
+                    st = os.fstat(fh.fileno())
+                    if not first_look and not self._settled(st, now):
+                        # Perhaps being written right now: keep the old answer, look again soon.
+                        self._next_check = now + SETTLE_SECONDS / 4
+                        if self._error is not None:
+                            raise self._error
+                        assert old is not None
+                        return old
+                    loaded = self._read(fh, _generation(st))
+                if loaded is not None:
+                    break
         except OSError as exc:
+            self._pending = None
             self._error = SourceUnavailable(
                 self._source,
                 f"cannot read {self._what} {self.path}: {exc.strerror or exc} "
@@ -122,27 +150,38 @@ class WatchedFile(Generic[T]):
             )
             self._next_check = now + self._interval
             raise self._error from None
-        if loaded is None:  # changed while we read it: try again soon, keep the old value
+        if loaded is None:  # changed while we read it: try again soon, keep the old answer
             self._next_check = now + SETTLE_SECONDS / 4
+            if self._error is not None:
+                raise self._error
             if old is None:
                 raise SourceUnavailable(self._source, f"{self._what} {self.path} keeps changing")
             return old
-        self._loaded, self._error = loaded, None
+        self._loaded, self._error, self._pending = loaded, None, None
         self._next_check = now + self._interval
         return loaded
 
-    def _read(self) -> Loaded[T] | None:
-        """The parsed file, or None when the inode we read was modified while we read it.
+    def _settled(self, st: os.stat_result, now: float) -> bool:
+        """True when nothing can be writing the file any more (see the module docstring):
+        a timestamp safely in the past, or the same identity seen unchanged for
+        :data:`SETTLE_SECONDS` of monotonic time, whatever the timestamps say."""
+        generation = _generation(st)
+        if self._pending is None or self._pending[0] != generation:
+            self._pending = (generation, now)
+        if now - self._pending[1] >= SETTLE_SECONDS:
+            return True
+        settle_ns = int(SETTLE_SECONDS * 1e9)
+        return min(st.st_mtime_ns, st.st_ctime_ns) <= time.time_ns() - settle_ns
+
+    def _read(self, fh: BinaryIO, generation: Generation) -> Loaded[T] | None:
+        """The parsed file, or None when the inode was modified while we read it.
 
         A file replaced by rename while we read it is fine: we read one complete inode (the
         next check sees the new one). Only an in-place write during the read is refused."""
         started = time.perf_counter()
-        for _ in range(3):
-            with open(self.path, "rb") as fh:
-                before = _generation(os.fstat(fh.fileno()))
-                data = fh.read()
-                after = _generation(os.fstat(fh.fileno()))
-            if after == before and len(data) == before[2]:
-                value = self._parse(data, self.path)
-                return Loaded(value, before, time.time(), time.perf_counter() - started)
-        return None
+        data = fh.read()
+        after = _generation(os.fstat(fh.fileno()))
+        if after != generation or len(data) != generation[2]:
+            return None
+        value = self._parse(data, self.path)
+        return Loaded(value, generation, time.time(), time.perf_counter() - started)

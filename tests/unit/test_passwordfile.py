@@ -93,8 +93,18 @@ def test_file_removed_after_load_fails_closed(tmp_path: Path) -> None:
     path.unlink()
     with pytest.raises(SourceUnavailable):
         source.check("alice", b"pw")
-    write(path, f"alice:{H}\n")
-    assert source.check("alice", b"pw").granted
+    write(path, f"alice:{H2}\n")
+    # Back: taken once it has settled; until then it keeps failing closed, never the old file.
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            assert not source.check("alice", b"pw").granted
+            if source.check("alice", b"other").granted:
+                break
+        except SourceUnavailable:
+            pass
+        assert time.monotonic() < deadline, "restored file not taken within a second"
+        time.sleep(0.02)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
