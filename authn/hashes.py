@@ -5,7 +5,8 @@ mod_authn_file grants for a given file, we grant, and nothing more:
 
 * ``$2y$``, ``$2a$``, ``$2b$``: bcrypt. Like Apache, only the first 72 bytes of the password
   count (the ``bcrypt`` package refuses longer input, so we cut it ourselves).
-* ``$apr1$``: Apache's MD5 variant, through passlib.
+* ``$apr1$``: Apache's MD5 variant, through passlib (imported and warmed once, under a lock:
+  see :func:`_apr1`).
 * ``{SHA}``: base64 of SHA-1.
 * anything else goes to the system's ``crypt(3)`` (libxcrypt on Debian), exactly as Apache
   does: SHA-256/512 crypt (``$5$``, ``$6$``), MD5 crypt (``$1$``), yescrypt (``$y$``),
@@ -24,6 +25,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,11 +114,41 @@ def system_crypt(password: bytes, setting: str) -> str | None:
     return result.decode("ascii", "replace")
 
 
-def _apr1() -> Any:
-    """passlib's apr1 handler, imported on first use (passlib costs about 8 MB per process)."""
-    from passlib.hash import apr_md5_crypt
+_apr1_lock = threading.Lock()
+_apr1_handler: Any = None
 
-    return apr_md5_crypt
+
+def _apr1() -> Any:
+    """passlib's apr1 handler, imported and warmed on first use (passlib costs about 8 MB per
+    process, so only a file with apr1 lines pays for it).
+
+    passlib resolves its handlers lazily (``passlib.hash`` imports a handler on attribute
+    access; its hash64 codec initialises itself on first use) and none of that is
+    thread-safe: concurrent first uses on the threads of a fresh event-MPM child raised
+    ``ImportError: cannot import name 'apr_md5_crypt'`` and ``AttributeError: _lazy_opts``
+    (APACHE-NOTES #22). The first caller imports the handler and runs one hash and one verify
+    with it while holding a lock; no thread sees the handler before that is done.
+    """
+    global _apr1_handler
+    handler = _apr1_handler
+    if handler is not None:
+        return handler
+    with _apr1_lock:
+        if _apr1_handler is None:
+            from passlib.hash import apr_md5_crypt
+
+            if not apr_md5_crypt.verify(b"warm-up", apr_md5_crypt.hash(b"warm-up")):
+                raise RuntimeError("passlib's apr1 handler failed its warm-up check")
+            _apr1_handler = apr_md5_crypt
+        return _apr1_handler
+
+
+def warm_up(stored: str) -> None:
+    """Load and warm whatever :func:`verify` needs for ``stored`` (apr1: passlib), so that
+    the first checks never load anything. Safe to call from any thread, any number of times.
+    Everything else :func:`verify` uses is loaded when this module is imported."""
+    if stored.startswith("$apr1$"):
+        _apr1()
 
 
 # --- verification -----------------------------------------------------------------------------
