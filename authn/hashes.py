@@ -35,6 +35,7 @@ BCRYPT_MAX_BYTES = 72
 _BCRYPT_RE = re.compile(r"^\$(2[aby])\$(\d\d)\$[./A-Za-z0-9]{53}$")
 _CRYPT64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SHA_PREFIX = "{SHA}"
+_CRYPT_UNSAFE = "!*:;\\"  # libxcrypt refuses a setting holding any of these
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +183,51 @@ def verify(password: bytes, stored: str) -> bool:
     return hmac.compare_digest(sample_crypt.encode("latin-1"), stored.encode("latin-1"))
 
 
+TimingClass = tuple[str, str]
+
+
+def timing_class(stored: str) -> TimingClass:
+    """What decides the cost of ``verify(password, stored)``: two hashes of one class cost
+    the same to check, whatever the password (scheme and cost, not salt or digest).
+
+    ``(scheme, parameters)``: the cost of bcrypt, the rounds of SHA-crypt, the parameter
+    field of yescrypt and its kin. A plaintext "hash" goes to crypt(3) too (see
+    :func:`verify`), which refuses at once a setting holding a space, a control character,
+    non-ASCII or one of ``! * : ; \\``, and otherwise reads its first characters: two salt
+    characters make a DES crypt, ``_`` and eight more a BSDi crypt with the rounds they
+    encode; anything else is refused at once.
+    """
+    well_formed_bcrypt = _BCRYPT_RE.match(stored)  # first: the common case of a large file
+    if well_formed_bcrypt:
+        return "bcrypt", well_formed_bcrypt.group(2)
+    info = identify(stored)
+    if info.scheme == "bcrypt":
+        return "bcrypt", "malformed"
+    if info.cost is not None:  # SHA-256/512 crypt
+        return info.scheme, str(info.cost)
+    if info.scheme in ("yescrypt", "crypt-other"):
+        ident, _, rest = stored[1:].partition("$")
+        params = rest.split("$", 1)[0]
+        if ident in ("y", "gy", "sha1") or params.startswith("rounds="):
+            return info.scheme, f"{ident}${params}"
+        if ident == "7":  # scrypt: N, r and p are the first 11 characters
+            return info.scheme, f"{ident}${params[:11]}"
+        return info.scheme, ident
+    if info.scheme == "plaintext":
+        if not stored:
+            return "empty", ""  # verify() refuses it before any work
+        if any(c <= " " or c >= "\x7f" or c in _CRYPT_UNSAFE for c in stored):
+            return "plaintext", "refused"
+        if stored[0] == "_" and len(stored) >= 9 and all(c in _CRYPT64 for c in stored[1:9]):
+            return "plaintext", "bsdi:" + stored[1:5]
+        if len(stored) >= 2 and stored[0] in _CRYPT64 and stored[1] in _CRYPT64:
+            return "plaintext", "des"
+        return "plaintext", "refused"
+    return info.scheme, ""
+
+
 def dummy_like(stored: str) -> str:
-    """A hash of the same scheme and cost as ``stored`` that no password matches.
+    """A hash of the same :func:`timing_class` as ``stored`` that no password matches.
 
     Checking a password against it costs what checking against ``stored`` costs, so an
     unknown user takes as long as a wrong password. The settings part (scheme, cost, salt)
@@ -196,10 +240,20 @@ def dummy_like(stored: str) -> str:
         return _SHA_PREFIX + base64.b64encode(secrets.token_bytes(20)).decode()
     if info.scheme == "crypt":
         return stored[:2] + "".join(secrets.choice(_CRYPT64) for _ in range(11))
+    if info.scheme == "plaintext":
+        # Only the characters crypt(3) reads as settings are kept (none of a password beyond
+        # them), then a "$": crypt() accepts it there and never yields it, so the dummy goes
+        # the same way through crypt() and never matches.
+        kind = timing_class(stored)[1]
+        if kind == "des":
+            return stored[:2] + "$"
+        if kind.startswith("bsdi:"):
+            return stored[:9] + "$"
+        return "!" if stored else ""
     if stored.startswith("$") and stored.count("$") >= 3:
         head, _, digest = stored.rpartition("$")
         return head + "$" + "".join(secrets.choice(_CRYPT64) for _ in range(len(digest)))
-    # Plaintext and unknown formats are refused without any work; so are their dummies.
+    # Other unknown formats are refused without any work; so are their dummies.
     return "!"
 
 

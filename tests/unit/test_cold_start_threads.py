@@ -101,3 +101,32 @@ def test_first_checks_on_many_threads_at_once(tmp_path: Path, mode: str) -> None
         answer = run_fresh(spec)
         assert answer == {"errors": [], "wrong": []}
 
+
+LOADED = """
+import sys
+import authn.authenticator  # what the Apache handler imports
+loaded = ["passlib" in sys.modules]
+from authn.sources.passwordfile import parse_password_file
+parse_password_file(sys.argv[1].encode())
+loaded.append("passlib" in sys.modules)
+print(loaded)
+"""
+
+
+@pytest.mark.parametrize(
+    ("line", "loaded"),
+    [("alice:{SHA}x", "[False, False]"), ("bob:$apr1$salt$digest", "[False, True]")],
+)
+def test_passlib_is_loaded_by_a_file_with_apr1_lines_only(line: str, loaded: str) -> None:
+    """passlib costs about 8 MB per process: only a file with apr1 lines loads it, and then
+    when the file is parsed, before any request checks a password against it."""
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED, line + "\n"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO)},
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == loaded

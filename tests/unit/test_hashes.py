@@ -70,3 +70,35 @@ def test_make_hash_refuses_bad_cost() -> None:
         hashes.make_hash(b"x", "bcrypt", 3)
     with pytest.raises(ValueError, match="scheme"):
         hashes.make_hash(b"x", "rot13")
+
+
+EXOTIC = [
+    "$y$j9T$abcdefghijklmnop$wRwvHNqzMkHLG74uVpAxQd0FNz1VhSvhpdNQ2iGwdA6",  # yescrypt
+    "$7$CU..../....abcdefghijklmnop$k4rB",  # scrypt
+    "$2y$05$short",  # malformed bcrypt
+    "$3$$8846f7eaee8fb117ad06bdd830b7586c",  # NT hash
+    "secret",  # plaintext, read by crypt(3) as a DES salt
+    "Pa$$w0rd",  # the same
+    "_J9..abcdwxyz",  # plaintext read as BSDi crypt settings
+    "pass word",  # plaintext crypt(3) refuses at once
+    "",
+]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_dummies_cost_what_the_hash_they_stand_for_costs(scheme: str) -> None:
+    costs = {"bcrypt": (4, 6), "sha256-crypt": (1000, None), "sha512-crypt": (1000, None)}
+    for cost in costs.get(scheme, (None,)):
+        stored = hashes.make_hash(b"s3cret", scheme, cost)
+        assert hashes.timing_class(hashes.dummy_like(stored)) == hashes.timing_class(stored)
+    assert hashes.timing_class(hashes.make_hash(b"x", "bcrypt", 4)) != hashes.timing_class(
+        hashes.make_hash(b"x", "bcrypt", 6)
+    )
+
+
+@pytest.mark.parametrize("stored", EXOTIC)
+def test_dummies_of_other_formats_go_the_same_way_through_crypt(stored: str) -> None:
+    dummy = hashes.dummy_like(stored)
+    assert hashes.timing_class(dummy) == hashes.timing_class(stored)
+    assert (hashes.system_crypt(b"pw", dummy) is None) == (hashes.system_crypt(b"pw", stored) is None)
+    assert not hashes.verify(b"pw", dummy)

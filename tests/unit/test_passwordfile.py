@@ -42,11 +42,13 @@ def test_user_names_are_byte_exact() -> None:
     assert "jörg".encode().decode("latin-1") in table.hashes
 
 
-def test_dummy_follows_the_common_scheme() -> None:
+def test_dummies_come_from_the_files_schemes_and_costs() -> None:
     b = hashes.make_hash(b"x", "bcrypt", 6)
     data = "".join(f"u{i}:{b}\n" for i in range(3)) + f"z:{H}\n"
     table = parse_password_file(data.encode())
-    assert hashes.identify(table.dummy) == hashes.HashInfo("bcrypt", 6)
+    drawn = {hashes.identify(table.dummy_for(f"nobody{i}")) for i in range(200)}
+    assert drawn == {hashes.HashInfo("bcrypt", 6), hashes.HashInfo("apr1")}
+    assert not any(hashes.verify(b"x", table.dummy_for(f"nobody{i}")) for i in range(20))
 
 
 def write(path: Path, text: str) -> None:
