@@ -91,12 +91,23 @@ def _check_pieces(raw: bytes, number: int, path: str) -> None:
             raise NotAPasswordFile(path, number)
 
 
+def iter_lines(data: bytes, path: str = "<password file>") -> Iterator[Line]:
+    """The lines of a password file in order, read lazily as ``htpasswd`` reads them: the
+    lines before a line it refuses come out first, then NotAPasswordFile is raised."""
+    for n, start, end, user in _scan(data, path):
+        yield Line(n, start, end, user, _stored(data[start:end]) if user is not None else "")
+
+
 def read_lines(data: bytes, path: str = "<password file>") -> list[Line]:
     """The lines of a password file; raises NotAPasswordFile where ``htpasswd`` would exit 7."""
-    return [
-        Line(n, start, end, user, _stored(data[start:end]) if user is not None else "")
-        for n, start, end, user in _scan(data, path)
-    ]
+    return list(iter_lines(data, path))
+
+
+def raw_hash(data: bytes, line: Line) -> bytes:
+    """What ``htpasswd -v`` takes for the hash of a user line: everything after the first
+    ':' up to the end of line (Apache itself stops at the next ':' and trims it)."""
+    rest = data[line.start : line.end].lstrip(_SPACE).partition(b":")[2]
+    return rest.split(b"\n", 1)[0].split(b"\r", 1)[0]
 
 
 def users(data: bytes, path: str = "<password file>") -> set[bytes]:

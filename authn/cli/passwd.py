@@ -13,6 +13,8 @@ content (7). Differences, all on purpose:
 * ``-r`` outside 1000-999999999 is refused with exit 3 (``htpasswd`` writes the broken
   hash ``*0`` and exits 0);
 * a disabled account (``authn disable``) stays disabled when its password is changed;
+* ``-v`` checks the user's first line only, the one Apache uses (``htpasswd`` checks every
+  line of the user and exits 3 if any of them differs);
 * the file is replaced atomically under the writers' lock, keeping its mode and owner.
 """
 
@@ -274,20 +276,29 @@ def run(argv: list[str]) -> int:
 
 
 def _verify(req: Request) -> int:
+    """Check the password in the order ``htpasswd -v`` does, so the exit code is the same:
+    the file is read line by line, the user's line is checked when it is reached (the
+    password asked there), a wrong password exits 3 at once, and a line htpasswd refuses
+    exits 7 only when it is reached first. So with a broken line in the file, a wrong
+    password for a user above it exits 3; a right one, a user below it or a missing user
+    exits 7. Only the user's first line counts, the one Apache uses."""
     data = read_file(req.path)
+    password: bytes | None = None
     try:
-        line = htpasswdfile.find(data, req.user, req.path)
+        for line in htpasswdfile.iter_lines(data, req.path):
+            if line.user != req.user or password is not None:
+                continue  # later lines are still read: htpasswd refuses a broken one
+            if not htpasswdfile.raw_hash(data, line):
+                raise Exit(ERR_INVALID, f"Empty hash for user {shown(req.user)}")
+            password = read_password(req, confirm=False)
+            if htpasswdfile.is_disabled(line.stored):
+                raise Exit(ERR_VERIFY, "password verification failed (the account is disabled)")
+            if not hashes.verify(password, line.stored):
+                raise Exit(ERR_VERIFY, "password verification failed")
     except htpasswdfile.NotAPasswordFile as exc:
         raise Exit(ERR_INVALID, str(exc)) from None
-    if line is None:
+    if password is None:
         raise Exit(ERR_BAD_USER, f"User {shown(req.user)} not found")
-    if not line.stored:
-        raise Exit(ERR_INVALID, f"Empty hash for user {shown(req.user)}")
-    password = read_password(req, confirm=False)
-    if htpasswdfile.is_disabled(line.stored):
-        raise Exit(ERR_VERIFY, "password verification failed (the account is disabled)")
-    if not hashes.verify(password, line.stored):
-        raise Exit(ERR_VERIFY, "password verification failed")
     note(f"Password for user {shown(req.user)} correct.")
     return 0
 

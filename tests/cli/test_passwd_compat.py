@@ -12,9 +12,7 @@ a CRLF line and an indented comment). Then:
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +43,8 @@ def original(real_htpasswd: str) -> bytes:
 
 
 F, BAD, MISSING, FOLDER = "{file}", "{bad}", "{missing}", "{folder}"
+# a line htpasswd refuses between two users; odd hashes above such a line
+BROKEN, ODD = "{broken}", "{odd}"
 
 CASES: list[tuple[list[str], bytes]] = [
     (["-b", F, "alice", "new-a"], b""),
@@ -83,6 +83,21 @@ CASES: list[tuple[list[str], bytes]] = [
     (["-b", BAD, "dave", "pw"], b""),
     (["-D", BAD, "dave"], b""),
     (["-vb", BAD, "dave", "pw"], b""),
+    # htpasswd -v reads line by line: the user's line is checked when reached, the broken
+    # line refused when reached, whichever comes first decides the exit code
+    (["-vb", BROKEN, "alice", "wrong"], b""),
+    (["-vb", BROKEN, "alice", "secret-a"], b""),
+    (["-vb", BROKEN, "bob", "wrong"], b""),
+    (["-vb", BROKEN, "bob", "secret-b"], b""),
+    (["-vb", BROKEN, "nobody", "x"], b""),
+    (["-vi", BROKEN, "alice"], b"wrong\n"),
+    (["-vi", BROKEN, "alice"], b"secret-a\n"),
+    (["-v", BROKEN, "alice"], b"wrong\n"),
+    (["-v", BROKEN, "bob"], b"secret-b\n"),
+    (["-vb", ODD, "empty", "pw"], b""),
+    (["-vb", ODD, "blank", "pw"], b""),
+    (["-vb", ODD, "colon", "x"], b""),
+    (["-vb", ODD, "nobody", "x"], b""),
     (["-x", F, "dave"], b""),
     (["-b", F], b""),
     ([F], b""),
@@ -114,6 +129,10 @@ def two_copies(tmp_path: Path, original: bytes) -> Iterator[tuple[dict[str, str]
         folder.mkdir()
         (folder / "users").write_bytes(original)
         (folder / "bad").write_bytes(b"alice:x\nthis line has no colon\n")
+        (folder / "broken").write_bytes(
+            _line_of(original, b"alice") + b"\nthis line has no colon\n" + _line_of(original, b"bob") + b"\n"
+        )
+        (folder / "odd").write_bytes(b"empty:\nblank:   \ncolon::x\nthis line has no colon\n")
         (folder / "adir").mkdir()
         places.append(
             {
@@ -121,9 +140,15 @@ def two_copies(tmp_path: Path, original: bytes) -> Iterator[tuple[dict[str, str]
                 BAD: str(folder / "bad"),
                 MISSING: str(folder / "missing"),
                 FOLDER: str(folder / "adir"),
+                BROKEN: str(folder / "broken"),
+                ODD: str(folder / "odd"),
             }
         )
     yield places[0], places[1]
+
+
+def _line_of(data: bytes, user: bytes) -> bytes:
+    return next(ln for ln in data.split(b"\n") if ln.startswith(user + b":")).rstrip(b"\r")
 
 
 def _fill(args: list[str], place: dict[str, str]) -> list[str]:
@@ -223,6 +248,21 @@ def test_files_htpasswd_writes_are_edited_and_verified(real_htpasswd: str, tmp_p
     assert htpasswd(real_htpasswd, "-vb", path, "old1", "pw-1").returncode == 6
 
 
+def test_verify_checks_only_the_first_line_of_a_user(
+    real_htpasswd: str, tmp_path: Path, original: bytes
+) -> None:
+    # On purpose: Apache uses the first line of a user; htpasswd -v checks every line of the
+    # user and says 3 when a later one differs.
+    path = tmp_path / "users"
+    other = htpasswd(real_htpasswd, "-nbm", "alice", "other").stdout.strip(b"\n")
+    path.write_bytes(_line_of(original, b"alice") + b"\n" + other + b"\n")
+    assert authn("passwd", "-vb", path, "alice", "secret-a").returncode == 0
+    assert htpasswd(real_htpasswd, "-vb", path, "alice", "secret-a").returncode == 3
+    assert authn("passwd", "-vb", path, "alice", "other").returncode == 3
+    path.write_bytes(_line_of(original, b"alice") + b"\nthis line has no colon\n" + other + b"\n")
+    assert authn("passwd", "-vb", path, "alice", "secret-a").returncode == 7  # as htpasswd
+
+
 @pytest.mark.parametrize("user", ["a\nb", "a\tb", "a\x7fb", " lead", "#hash", ""])
 def test_user_names_the_file_cannot_hold_are_refused(tmp_path: Path, user: str) -> None:
     # htpasswd accepts these and writes a line that is split, blank, a comment or unusable.
@@ -247,25 +287,23 @@ def test_refused_on_purpose(tmp_path: Path, args: list[str], code: int) -> None:
     assert path.read_bytes() == b"alice:x\n"
 
 
-def test_unreadable_and_unwritable_files_exit_1_like_htpasswd(real_htpasswd: str) -> None:
+def test_unreadable_and_unwritable_files_exit_1_like_htpasswd(real_htpasswd: str, scratch: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to run both tools as nobody")
     as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-    folder = Path(tempfile.mkdtemp(prefix="authn-perm-"))
-    try:
-        folder.chmod(0o777)
-        for mode in (0o000, 0o444):
-            path = folder / f"users{mode:o}"
-            path.write_bytes(b"alice:x\n")
-            path.chmod(mode)
-            args = ["-b", str(path), "bob", "pw"]
-            theirs = _run([*as_nobody, real_htpasswd, *args])
-            ours = _run([*as_nobody, *AUTHN, "passwd", *args])
-            assert theirs.returncode == ours.returncode == 1, ours.stderr
-            assert len(ours.stderr.splitlines()) == 1
-            assert path.read_bytes() == b"alice:x\n"
-    finally:
-        shutil.rmtree(folder)
+    folder = scratch / "perm"  # nobody can reach it (scratch), and write in it
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    for mode in (0o000, 0o444):
+        path = folder / f"users{mode:o}"
+        path.write_bytes(b"alice:x\n")
+        path.chmod(mode)
+        args = ["-b", str(path), "bob", "pw"]
+        theirs = _run([*as_nobody, real_htpasswd, *args])
+        ours = _run([*as_nobody, *AUTHN, "passwd", *args])
+        assert theirs.returncode == ours.returncode == 1, ours.stderr
+        assert len(ours.stderr.splitlines()) == 1
+        assert path.read_bytes() == b"alice:x\n"
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess[bytes]:
