@@ -8,13 +8,22 @@ Used by the tests, ``make demo`` and the benchmark, so that all three run the sh
   before ``python`` (the default situation on a Debian server).
 * Apache is started with a clean environment, as ``apache2ctl`` does: a foreign Python on
   ``PATH`` or ``PYTHONHOME`` would make mod_python's embedded interpreter fail.
-* The port is free when chosen; readiness is a poll that notices a server that died.
-* ``stop()`` is SIGTERM then wait; ``error_log()`` is there to attach to a failing test.
+* The port is free when chosen; readiness is a poll that notices a server that died and
+  accepts only a listening socket that this Apache holds: when the port is taken, Apache dies
+  with "Address already in use" while the other program answers, and :class:`PortInUse` is
+  raised.
+* Everything it writes stays in its work folder: ``TMPDIR`` points there (the default lockout
+  folder follows it) and so does a server-level ``authn.cache.dir`` (a location may set its
+  own), never ``/tmp`` or ``/var/cache/authn``.
+* It dies with the process that started it (even one killed by SIGKILL), and ``stop()`` is
+  SIGTERM, wait, then SIGKILL to whatever is left in its process group. ``error_log()`` is
+  there to attach to a failing test.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pwd
 import shutil
@@ -25,6 +34,8 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
+
+from tests.harness.processes import DIE_WITH_PARENT, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO / "conf"
@@ -47,6 +58,59 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class PortInUse(RuntimeError):
+    """Another program listens on the port Apache was given."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} is in use by another program")
+        self.port = port
+
+
+def port_is_free(port: int) -> bool:
+    """True when 127.0.0.1:``port`` can be bound now (as Apache binds it, SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Inodes of the sockets listening on TCP ``port`` (any address), from /proc/net."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:  # 0A: LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def holds_listener(pid: int, port: int) -> bool:
+    """True when process ``pid`` holds a socket listening on ``port``."""
+    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    if not wanted:
+        return False
+    folder = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(folder)
+    except OSError:  # gone
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(os.path.join(folder, fd)) in wanted:
+                return True
+    return False
 
 
 def apache_available() -> str | None:
@@ -113,6 +177,11 @@ class Apache:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def env(self) -> dict[str, str]:
+        """Apache's environment: clean (see the module docstring), temp files in its folder."""
+        return {**CLEAN_ENV, "TMPDIR": str(self.workdir / "tmp")}
+
+    @property
     def error_log_path(self) -> Path:
         return self.workdir / "logs" / "error.log"
 
@@ -157,6 +226,7 @@ class Apache:
             "    AllowOverride None",
             "    Require all denied",
             "</Directory>",
+            f'PythonOption authn.cache.dir "{self.workdir}/cache"',  # not /var/cache/authn
             self.server_conf,
             self.body,
         ]
@@ -165,6 +235,14 @@ class Apache:
     def write_config(self) -> Path:
         for sub in ("logs", "run", "run/socks"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        tmp = self.workdir / "tmp"  # like /tmp: each user makes its own private folders
+        tmp.mkdir(exist_ok=True)
+        tmp.chmod(0o1777)
+        cache = self.workdir / "cache"  # the credential cache, owned by the Apache run user
+        if not cache.exists():
+            cache.mkdir(mode=0o700)
+            if os.geteuid() == 0:
+                shutil.chown(cache, *run_user())
         path = self.workdir / "httpd.conf"
         path.write_text(self.config_text())
         return path
@@ -172,47 +250,55 @@ class Apache:
     def configtest(self) -> subprocess.CompletedProcess[str]:
         conf = self.write_config()
         return subprocess.run(
-            [APACHE_BIN, "-f", str(conf), "-t"], env=CLEAN_ENV, capture_output=True, text=True
+            [APACHE_BIN, "-f", str(conf), "-t"], env=self.env, capture_output=True, text=True
         )
 
     def start(self, timeout: float = 20.0) -> Apache:
+        """Start Apache and wait until it serves; raises :class:`PortInUse` when another
+        program has the port, RuntimeError when Apache fails otherwise (nothing left running)."""
         conf = self.write_config()
         make_readable(self.workdir)
         out_path = self.workdir / "logs" / "stdout.log"
         with open(out_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [APACHE_BIN, "-f", str(conf), "-DFOREGROUND"],
-                env=CLEAN_ENV,
+                [*DIE_WITH_PARENT, APACHE_BIN, "-f", str(conf), "-DFOREGROUND"],
+                env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C reaches us; we stop Apache in order
             )
+        try:
+            self._wait_until_serving(timeout, out_path)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_serving(self, timeout: float, out_path: Path) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 out = out_path.read_text(errors="replace")
+                if "Address already in use" in out + self.error_log():
+                    raise PortInUse(self.port)
                 raise RuntimeError(f"apache2 exited with {self.proc.returncode}:\n{out}\n{self.error_log()}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.2),
-            ):
-                return self
+            # Another program on the port answers too: only our own listening socket counts.
+            if holds_listener(self.proc.pid, self.port):
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                    return
             time.sleep(0.05)
-        self.stop()
+        if not port_is_free(self.port) and not holds_listener(self.proc.pid, self.port):
+            raise PortInUse(self.port)
         raise RuntimeError(f"apache2 did not listen on {self.port} within {timeout}s\n{self.error_log()}")
 
     def stop(self) -> None:
+        """Stop Apache and every process of its group; safe to call twice."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_group(proc)
         if proc.stdout is not None:  # else a ResourceWarning, an error under pytest
             proc.stdout.close()
 

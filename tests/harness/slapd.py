@@ -23,6 +23,8 @@ from pathlib import Path
 
 import slapdtest
 
+from tests.harness.processes import DIE_WITH_PARENT
+
 SLAPD_BIN = "/usr/sbin/slapd"
 SCHEMA_DIR = "/etc/ldap/schema"
 SUFFIX = "dc=example,dc=org"
@@ -208,7 +210,8 @@ class Slapd(slapdtest.SlapdObject):
         urls = [self.ldap_uri, f"ldaps://127.0.0.1:{self.ldaps_port}/"]
         if self.ldapi_uri:
             urls.append(self.ldapi_uri)
-        args = [self.PATH_SLAPD, "-F", self._slapd_conf, "-h", " ".join(urls), "-d", "0"]
+        # dies with us, even when we are killed (slapdtest's atexit stop cannot run then)
+        args = [*DIE_WITH_PARENT, self.PATH_SLAPD, "-F", self._slapd_conf, "-h", " ".join(urls), "-d", "0"]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
