@@ -4,12 +4,18 @@ Run it with ``make demo`` (which installs the Debian packages and the venv first
 scratch folder with a password file, a group file and four areas, starts Apache unprivileged
 from a generated config that includes the shipped conf/ snippets, prints the URLs, the demo
 credentials and ready curl lines, and stops cleanly on Ctrl-C.
+
+The port is 8080, or ``AUTHN_DEMO_PORT``. When another program has it, the demo says so in one
+line and exits 1: it never takes another server's answer for its own Apache. The scratch
+folder (under ``TMPDIR``, default /tmp) is removed when the demo stops, and Apache stops with
+the demo even if the demo is killed.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import sys
 import tempfile
@@ -18,9 +24,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from authn import hashes
-from tests.harness.apache import CONF_DIR, Apache, apache_available, make_readable, run_user
+from tests.harness.apache import (
+    CONF_DIR,
+    Apache,
+    PortInUse,
+    apache_available,
+    make_readable,
+    port_is_free,
+    run_user,
+)
 
-PORT = int(os.environ.get("AUTHN_DEMO_PORT", "8080"))
+DEFAULT_PORT = 8080
 USERS = {"alice": ("wonderland", True), "bob": ("builder", False)}
 
 
@@ -78,21 +92,71 @@ DirectoryIndex index.html index.php
 """
 
 
+class DemoError(Exception):
+    """Why the demo cannot run, in one line."""
+
+
+def demo_port() -> int:
+    raw = os.environ.get("AUTHN_DEMO_PORT", str(DEFAULT_PORT))
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= 65535:
+        raise DemoError(f"AUTHN_DEMO_PORT={raw!r} is not a port number (1-65535)")
+    return int(raw)
+
+
+def port_taken(port: int) -> DemoError:
+    other = 8081 if port == DEFAULT_PORT else DEFAULT_PORT
+    return DemoError(
+        f"port {port} is in use by another program; stop it or choose another port: "
+        f"AUTHN_DEMO_PORT={other} make demo"
+    )
+
+
 def main() -> int:
-    missing = apache_available()
-    if missing:
-        print(f"authn demo: {missing}", file=sys.stderr)
+    try:
+        missing = apache_available()
+        if missing:
+            raise DemoError(missing)
+        port = demo_port()
+        try:
+            free = port_is_free(port)
+        except OSError as exc:  # a port below 1024 without root, for one
+            raise DemoError(
+                f"cannot use port {port}: {exc.strerror}; choose another with AUTHN_DEMO_PORT"
+            ) from None
+        if not free:
+            raise port_taken(port)
+        root = Path(tempfile.mkdtemp(prefix="authn-demo-"))
+        try:
+            return serve(root, port)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    except DemoError as exc:
+        print(f"authn demo: {exc}", file=sys.stderr)
         return 1
-    root = Path(tempfile.mkdtemp(prefix="authn-demo-"))
+
+
+def serve(root: Path, port: int) -> int:
+    """Build the site in ``root``, run Apache until Ctrl-C, stop it whatever happens."""
     make_readable(root)
     body = build_site(root)
     make_readable(root)
-    server = Apache(root / "apache", body, modules=("php8.2",), port=PORT)
+    server = Apache(root / "apache", body, modules=("php8.2",), port=port)
     try:
         server.start()
+    except PortInUse:  # taken between our check and Apache's bind
+        raise port_taken(port) from None
     except RuntimeError as exc:
-        print(f"authn demo: Apache did not start: {exc}", file=sys.stderr)
-        return 1
+        raise DemoError(f"Apache did not start: {exc}") from None
+    try:
+        announce(server, root)
+        wait_for_stop()
+    finally:
+        server.stop()
+        print("authn demo: Apache stopped.", flush=True)
+    return 0
+
+
+def announce(server: Apache, root: Path) -> None:
     url = server.url
     print(
         f"""
@@ -113,23 +177,29 @@ Users: alice / wonderland (in admins), bob / builder
   curl -u alice:wrong -i {url}/static/           # 401, logged in {server.error_log_path}
 
 Edit {root}/users (e.g. with 'authn passwd') and the change applies within a second.
-Press Ctrl-C to stop.
+Press Ctrl-C to stop (the scratch folder is removed).
 """,
         flush=True,
     )
+
+
+def wait_for_stop() -> None:
+    """Return on Ctrl-C, SIGTERM or SIGHUP (the terminal closed)."""
+    stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
     try:
         # Block the signals only now: Apache's processes must not inherit a blocked SIGTERM
         # (its children would then ignore their parent's shutdown and linger).
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        signal.sigwait(stops)
     except KeyboardInterrupt:
         pass
-    finally:
-        server.stop()
-        print("authn demo: Apache stopped.")
-    return 0
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly while starting too
-    sys.exit(main())
+    # stop cleanly (Apache stopped, folder removed) while starting too
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
