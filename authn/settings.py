@@ -239,7 +239,13 @@ class Option:
 OPTIONS: dict[str, Option] = {
     option.key: option
     for option in (
-        Option("authn.source", "sources", _sources, "credential sources tried in order: file (default)"),
+        Option(
+            "authn.source",
+            "sources",
+            _sources,
+            "credential sources tried in order: file, ldap or \"file ldap\"; authn acts only where "
+            "this is set (conf/authn-basic.conf sets file)",
+        ),
         Option(
             "authn.file",
             "password_file",
