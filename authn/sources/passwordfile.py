@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ DISABLED_PREFIX = "!"
 _EMPTY_FILE_HASH = "$2y$05$" + "." * 53
 #: How many users (in file order) the key of the dummy choice is derived from.
 _KEY_SAMPLE = 2000
+#: Schemes whose line a client who knows the password can compute (no salt, or 4096 salts).
+_UNSALTED = frozenset({"sha1", "plaintext", "crypt"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,16 +172,20 @@ def _mix_key(table: Mapping[str, str]) -> bytes:
     """The key of the dummy choice: the same for the same file in every process, and
     unknown to a client, who knows neither the salts of the hashes nor the other users.
 
-    It is the smallest digest of the first :data:`_KEY_SAMPLE` lines (user and hash), not a
-    digest of the whole file: adding, removing or changing a line changes it only when that
-    line held the smallest digest (about one edit in two thousand), so an unknown name keeps
-    its cost across edits as a user does, and comparing a name's time before and after an
-    edit does not tell whether it exists.
+    It is the smallest digest of the first :data:`_KEY_SAMPLE` lines (user and hash) that
+    hold a salted hash, not a digest of the whole file: adding, removing or changing a line
+    changes it only when that line held the smallest digest (about one edit in two thousand),
+    so an unknown name keeps its cost across edits as a user does, and comparing a name's
+    time before and after an edit does not tell whether it exists. Unsalted lines ({SHA},
+    plaintext, DES with its 4096 salts) count only in a file that has no other: a client who
+    knows one account's password could otherwise compute its line.
     """
+    lines = list(itertools.islice(table.items(), _KEY_SAMPLE))
+    salted = [
+        (u, h) for u, h in lines if hashes.identify(h.removeprefix(DISABLED_PREFIX)).scheme not in _UNSALTED
+    ]
     smallest = b""
-    for i, (user, stored) in enumerate(table.items()):
-        if i >= _KEY_SAMPLE:
-            break
+    for user, stored in salted or lines:
         line = f"{user}:{stored}".encode("latin-1", "replace")
         digest = hashlib.blake2b(line, digest_size=32, person=b"authn-dummy-mix").digest()
         if not smallest or digest < smallest:

@@ -89,6 +89,17 @@ def test_the_choice_depends_on_the_files_secret_content() -> None:
     assert differ > 0.3  # two independent draws from this mix differ about 65% of the time
 
 
+def test_lines_a_client_could_compute_do_not_make_the_key() -> None:
+    """{SHA} lines have no salt: a client who knows such an account's password knows its
+    line. Fifteen of them alike in two files, one bcrypt line each with its own salt: the
+    choices differ, so the key came from the salted line."""
+    shared = mixed_file([("sha1", None, 15)])  # {SHA} of one password: the same lines each time
+    first = classes_drawn(parse_password_file(shared + mixed_file([("bcrypt", 4, 1)])), NAMES[:2000])
+    second = classes_drawn(parse_password_file(shared + mixed_file([("bcrypt", 4, 1)])), NAMES[:2000])
+    differ = sum(a != b for a, b in zip(first, second, strict=True)) / 2000
+    assert differ > 0.05  # independent draws from 15:1 differ about 12% of the time; one key: 0
+
+
 def test_an_edit_changes_the_cost_of_few_unknown_names() -> None:
     """Adding a user must not reshuffle every unknown name: comparing a name's time before
     and after an edit would then tell unknown names (which change) from users (which
