@@ -46,7 +46,7 @@ def test_group_rule(tmp_path: Path) -> None:
 def test_lockout_identity_is_exact_for_a_file_and_folded_or_the_dn_for_a_directory(tmp_path: Path) -> None:
     users = tmp_path / "users"
     users.write_text("alice:$apr1$x$y\n")
-    file_only = Authenticator(parse_settings([("authn.file", str(users))]))
+    file_only = Authenticator(parse_settings([("authn.file", str(users)), ("authn.cache.ttl", "0")]))
     assert file_only.identity(" ALICE ") == " ALICE "  # another (unknown) user in a file
     with_ldap = Authenticator(
         parse_settings(
@@ -54,6 +54,7 @@ def test_lockout_identity_is_exact_for_a_file_and_folded_or_the_dn_for_a_directo
                 ("authn.source", "file ldap"),
                 ("authn.file", str(users)),
                 ("authn.ldap.url", "ldap://127.0.0.1:9/dc=example,dc=org?uid"),
+                ("authn.cache.ttl", "0"),
             ]
         )
     )
