@@ -45,17 +45,17 @@ generation
     A value that changes whenever a source's data changes (for the password file: its device,
     inode, size, modification and change time). Caches drop entries whose generation is stale.
 cache
-    The verified-credential cache (:mod:`authn.cache`): granted verdicts under an HMAC of
+    The verified-credential cache (:mod:`authn.cache.verdicts`): granted verdicts under an HMAC of
     (chain, user, password), a small per-process layer in front of the machine-wide
-    *shared store* (:mod:`authn.sharedcache`, one file read with ``pread`` by every child).
+    *shared store* (:mod:`authn.cache.shared`, one file read with ``pread`` by every child).
 account
     What the lockout counts a check under: the login for a password file; for a directory,
     the DN of the entry the search found (every spelling of the login that finds it is one
     account), or the login folded as the directory folds strings when nothing was found.
 lockout
     Counting failed checks per (account, client address) and per client address, and refusing
-    with 429 past a threshold (:mod:`authn.lockout`); the *store* holds the counters
-    (:mod:`authn.lockoutstore`: SQLite or Redis).
+    with 429 past a threshold (:mod:`authn.lockout.policy`); the *store* holds the counters
+    (:mod:`authn.lockout.stores`: SQLite or Redis).
 reservation
     A failure counted *before* a check, atomically and only while below the thresholds, then
     *settled*: kept for a wrong password, given back for a right one or a fault. It is why

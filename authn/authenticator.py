@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from authn.cache import cache_for
+from authn.cache.verdicts import cache_for
 from authn.settings import Settings, settings_for
 from authn.sources import CredentialSource
 from authn.sources.groupfile import GroupFile
@@ -20,7 +20,7 @@ from authn.sources.passwordfile import PasswordFile
 from authn.verdict import Reason, Verdict
 
 if TYPE_CHECKING:  # python-ldap (about 19 MB per process) only where a directory is used
-    from authn.sources.directory import Directory
+    from authn.sources.ldap.directory import Directory
 
 Before = Callable[[str], None]
 
@@ -64,7 +64,7 @@ class Authenticator:
                 assert settings.password_file is not None
                 sources.append(_shared("file", settings.password_file, PasswordFile))  # type: ignore[arg-type]
             elif name == "ldap":
-                from authn.sources.directory import directory_for
+                from authn.sources.ldap.directory import directory_for
 
                 self.directory = directory_for(settings)
                 sources.append(self.directory)

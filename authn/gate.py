@@ -1,7 +1,7 @@
 """The request policy: one request in, one answer out, in the order that keeps it safe.
 
 A :class:`Gate` stands in front of one location's :class:`~authn.authenticator.Authenticator`
-and its :class:`~authn.lockout.Lockout`. It takes plain values (the client address, the
+and its :class:`~authn.lockout.policy.Lockout`. It takes plain values (the client address, the
 login and password) and returns one :data:`Answer`; the mod_python adapter
 (:mod:`authn.handlers`) only reads the request and maps the answer to Apache. The steps of
 :meth:`Gate.admit`, top to bottom:
@@ -12,7 +12,7 @@ login and password) and returns one :data:`Answer`; the mod_python adapter
    without a check. The lockout still looks at the client and the account (a locked pair
    is refused with the right password too: 429), from memory while nothing changed.
 3. **Reserve, check, settle.** Right before each real check (a hash, a directory bind) the
-   lockout counts a failure for the account (:meth:`~authn.lockout.Lockout.reserve`); past a
+   lockout counts a failure for the account (:meth:`~authn.lockout.policy.Lockout.reserve`); past a
    threshold it refuses instead (429) and no check runs, so concurrent guesses can never
    outrun the threshold. A wrong password keeps the failure; a right one gives it back and
    clears the pair; a source that cannot answer gives it back and answers 5xx.
@@ -28,8 +28,9 @@ import threading
 from dataclasses import dataclass
 
 from authn.authenticator import Authenticator
-from authn.lockout import Decision, Lockout, Reservation, Settled, lockout_for
-from authn.verdict import Reason, SourceUnavailable, Verdict
+from authn.errors import SourceUnavailable
+from authn.lockout.policy import Decision, Lockout, Reservation, Settled, lockout_for
+from authn.verdict import Reason, Verdict
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,11 +33,12 @@ from typing import Any, ClassVar
 from mod_python import apache
 
 from authn.authenticator import authenticator_for
-from authn.basicauth import basic_user
+from authn.errors import ConfigError
 from authn.gate import Answer, Gate, Granted, Refused, Throttled, Unavailable, gate_for
-from authn.logtext import quote
+from authn.httpd.basicauth import basic_user
+from authn.httpd.logtext import quote
 from authn.settings import ACTIVATE_AUTHN, ACTIVATE_AUTHZ
-from authn.verdict import ConfigError, Reason, Verdict
+from authn.verdict import Reason, Verdict
 
 _VERDICT_ATTR = "authn_verdict"
 _GROUPS_ATTR = "authn_groups_checked"  # the group rule ran for this request
@@ -208,7 +209,7 @@ def _header(req: Any, name: str) -> str | bytes | None:
 def accesshandler(req: Any) -> int:
     """PythonAccessHandler (optional): the lockout's first look, before any credential.
 
-    Where ``authn.source`` is set and ``authn.lockout`` is on, a locked client address (or
+    Where ``authn.source`` is set and ``authn.lockout.policy`` is on, a locked client address (or
     a locked (login, address) pair where the login is the account) gets 429 with
     ``Retry-After`` and one denial line; everything else declines. The authen handler's
     reservation still decides for each check.

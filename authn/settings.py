@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from authn.sources.ldapurl import LdapURL, parse_ldap_url
-from authn.verdict import ConfigError
-from authn.words import split_words
+from authn.errors import ConfigError
+from authn.httpd.words import split_words
+from authn.sources.ldap.url import LdapURL, parse_ldap_url
 
 PREFIX = "authn."
 DEFAULT_THRESHOLD = 10  #: authn.lockout.threshold
@@ -34,7 +34,7 @@ KNOWN_SOURCES = ("file", "ldap")
 
 @dataclass(frozen=True, slots=True)
 class LdapSettings:
-    """``authn.ldap.*``: the directory source (:mod:`authn.sources.directory`). Its identity
+    """``authn.ldap.*``: the directory source (:mod:`authn.sources.ldap.directory`). Its identity
     in a process: locations with equal LdapSettings share one Directory and its connections."""
 
     url: LdapURL | None = None
@@ -62,7 +62,7 @@ class LdapSettings:
 
 @dataclass(frozen=True, slots=True)
 class LockoutSettings:
-    """``authn.lockout.*``: counting failures and refusing guessers (:mod:`authn.lockout`)."""
+    """``authn.lockout.policy.*``: counting failures and refusing guessers (:mod:`authn.lockout.policy`)."""
 
     enabled: bool = True
     threshold: int = DEFAULT_THRESHOLD
@@ -75,7 +75,7 @@ class LockoutSettings:
 
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
-    """``authn.cache.*``: the verified-credential cache (:mod:`authn.cache`)."""
+    """``authn.cache.verdicts.*``: the verified-credential cache (:mod:`authn.cache.verdicts`)."""
 
     ttl: int = 300
     dir: str = "/var/cache/authn"
@@ -243,7 +243,7 @@ OPTIONS: dict[str, Option] = {
             "authn.source",
             "sources",
             _sources,
-            "credential sources tried in order: file, ldap or \"file ldap\"; authn acts only where "
+            'credential sources tried in order: file, ldap or "file ldap"; authn acts only where '
             "this is set (conf/authn-basic.conf sets file)",
         ),
         Option(

@@ -6,7 +6,7 @@ Mounted by an admin like mod_ldap's ``ldap-status`` and protected like any locat
 
 Shown:
 
-* this process: pid, uptime, and the lockout counters of :data:`authn.lockout.STATS`
+* this process: pid, uptime, and the lockout counters of :data:`authn.lockout.policy.STATS`
   (requests checked, refused with 429, failures and successes counted, store faults);
 * each password or group file this process has loaded: path, entries, when it was loaded,
   its age, how long the load took, and the warnings its parsing gave;
@@ -31,11 +31,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from authn import authenticator, lockout
-from authn.lockoutstore import StoreUnavailable
-from authn.logtext import quote
+from authn import authenticator
+from authn.errors import AuthnError, StoreUnavailable
+from authn.httpd.logtext import quote
+from authn.lockout import policy as lockout
 from authn.settings import settings_for
-from authn.verdict import AuthnError
 
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_LISTED = 50
@@ -127,7 +127,7 @@ def _file_metrics() -> list[Metric]:
 
 def _cache_metrics() -> list[Metric]:
     """The credential cache as this process sees it: size and hits."""
-    from authn import cache
+    from authn.cache import verdicts as cache
 
     stats = cache.STATS.as_dict()
     lookups = stats["local_hits"] + stats["shared_hits"] + stats["misses"]
@@ -148,7 +148,7 @@ def _cache_metrics() -> list[Metric]:
 
 def _directory_metrics() -> list[Metric]:
     """The state of each LDAP host this process has opened a connection to."""
-    from authn.sources.ldapconn import HOST_STATE  # python-ldap only when it is in use
+    from authn.sources.ldap.pool import HOST_STATE  # python-ldap only when it is in use
 
     metrics: list[Metric] = []
     now = time.time()

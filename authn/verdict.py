@@ -1,14 +1,8 @@
-"""Verdicts (what a credential source answers) and the error types.
+"""Verdicts (what a credential source answers) and the reasons of refusals.
 
 A source answers every credential check with a :class:`Verdict`. Denials are values, not
-exceptions. Exceptions are kept for the two other tiers of failure:
-
-* :class:`SourceUnavailable`: an infrastructure fault (a file that cannot be read, a
-  directory that does not answer). The adapter answers 5xx and logs the message, never 401.
-* :class:`ConfigError`: an option has a bad value. The adapter answers 500 and logs the
-  message, which names the option, the value and what would be accepted.
-
-Anything else is a bug and propagates.
+exceptions; the other tiers of failure (a source that cannot answer, a bad option) are the
+exceptions of :mod:`authn.errors`.
 """
 
 from __future__ import annotations
@@ -106,33 +100,3 @@ class Verdict:
         cls, user: str, source: str, reason: Reason = Reason.BAD_PASSWORD, detail: str = ""
     ) -> Verdict:
         return cls(Outcome.DENIED, user, source, reason, detail=detail)
-
-
-class AuthnError(Exception):
-    """Base of the errors this package raises on purpose."""
-
-
-class SourceUnavailable(AuthnError):
-    """A credential source cannot answer: an infrastructure fault, answered with 5xx.
-
-    The message says what we were doing and why it failed, for the error log; it never
-    contains a password. ``status`` is the HTTP status to answer: 500 by default, 503 for a
-    directory that does not answer (an outage the client may retry). ``reason`` is what the
-    denial line says: a file (password or group file) that cannot be read by default.
-    """
-
-    def __init__(
-        self, source: str, message: str, *, status: int = 500, reason: Reason = Reason.FILE_UNREADABLE
-    ) -> None:
-        super().__init__(message)
-        self.source = source
-        self.status = status
-        self.reason = reason
-
-
-class ConfigError(AuthnError):
-    """An option is missing or has a bad value. The message names the option and the fix."""
-
-    def __init__(self, option: str, message: str) -> None:
-        super().__init__(f"{option}: {message}")
-        self.option = option

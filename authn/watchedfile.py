@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Generic, TypeVar
 
-from authn.verdict import SourceUnavailable
+from authn.errors import SourceUnavailable
 
 T = TypeVar("T")
 

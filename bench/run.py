@@ -576,8 +576,8 @@ def measure_mpm(mpm: str, root: Path, files: Files, args: argparse.Namespace,
 
 def lookup_costs() -> dict[str, float]:
     """Microseconds per cache lookup in this process (the pure cost, without Apache)."""
-    from authn.cache import VerdictCache, _LocalLayer
-    from authn.sharedcache import SharedStore
+    from authn.cache.shared import SharedStore
+    from authn.cache.verdicts import VerdictCache, _LocalLayer
     from authn.verdict import Verdict
 
     class Fixed:

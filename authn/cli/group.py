@@ -5,7 +5,7 @@ mod_authz_groupfile) reads them; a group may span several lines. Only the lines 
 group concerned change: a new member is appended to the group's first line, a removed
 member is taken out of every line of the group (a line left with no member is dropped), a
 new group is a new line at the end. Every other byte is kept. Writes are locked and atomic
-(:mod:`authn.atomicfile`), like ``authn passwd``'s.
+(:mod:`authn.cli.atomicfile`), like ``authn passwd``'s.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from authn.atomicfile import FileProblem, Original, rewrite
+from authn.cli.atomicfile import Original, rewrite
 from authn.cli.common import ERR_BAD_USER, ERR_FILE, Exit, check_user_name, note, read_file
+from authn.errors import FileProblem
+from authn.httpd.words import split_words
 from authn.sources.groupfile import parse_group_file
-from authn.words import split_words
 
 _LINES = re.compile(rb"[^\n]*\n|[^\n]+\Z")
 _SPACE = " \t\r\n\v\f"

@@ -88,7 +88,7 @@ def _passwd(argv: list[str]) -> int:
 
 
 def _import(argv: list[str]) -> int:
-    from authn.cli.bulk import main
+    from authn.cli.import_ import main
 
     return main(argv)
 
@@ -100,13 +100,13 @@ def _group(argv: list[str]) -> int:
 
 
 def _check(argv: list[str]) -> int:
-    from authn.cli.doctor import main
+    from authn.cli.check import main
 
     return main(argv)
 
 
 def _apache_config(argv: list[str]) -> int:
-    from authn.cli.snippet import main
+    from authn.cli.apache_config import main
 
     return main(argv)
 

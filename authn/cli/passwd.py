@@ -26,8 +26,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from authn import hashes, htpasswdfile
-from authn.atomicfile import FileProblem, Original, rewrite
+from authn import hashes
+from authn.cli import htpasswdfile
+from authn.cli.atomicfile import Original, rewrite
 from authn.cli.common import (
     ERR_BAD_USER,
     ERR_FILE,
@@ -43,6 +44,7 @@ from authn.cli.common import (
     read_file,
     shown,
 )
+from authn.errors import FileProblem, NotAPasswordFile
 
 DEFAULT_BCRYPT_COST = 10
 BCRYPT_COSTS = range(4, 18)  #: what htpasswd -C accepts
@@ -295,7 +297,7 @@ def _verify(req: Request) -> int:
                 raise Exit(ERR_VERIFY, "password verification failed (the account is disabled)")
             if not hashes.verify(password, line.stored):
                 raise Exit(ERR_VERIFY, "password verification failed")
-    except htpasswdfile.NotAPasswordFile as exc:
+    except NotAPasswordFile as exc:
         raise Exit(ERR_INVALID, str(exc)) from None
     if password is None:
         raise Exit(ERR_BAD_USER, f"User {shown(req.user)} not found")
@@ -312,7 +314,7 @@ def _delete(req: Request) -> int:
         try:
             found = htpasswdfile.find(data, req.user, req.path) is not None
             return htpasswdfile.remove(data, req.user, req.path) if found else None
-        except htpasswdfile.NotAPasswordFile as exc:
+        except NotAPasswordFile as exc:
             raise Exit(ERR_INVALID, str(exc)) from None
 
     _rewrite(req.path, change)
@@ -338,7 +340,7 @@ def _store(req: Request, stored: str) -> None:
             else:
                 outcome = "Adding" if line is None else "Updating"
             return htpasswdfile.set_hash(data, req.user, new_hash, req.path)
-        except htpasswdfile.NotAPasswordFile as exc:
+        except NotAPasswordFile as exc:
             raise Exit(ERR_INVALID, str(exc)) from None
 
     _rewrite(req.path, change)

@@ -14,10 +14,12 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 
-from authn import hashes, htpasswdfile
-from authn.atomicfile import FileProblem, Original, rewrite
+from authn import hashes
+from authn.cli import htpasswdfile
+from authn.cli.atomicfile import Original, rewrite
 from authn.cli.common import ERR_BAD_USER, ERR_FILE, ERR_INVALID, Exit, note, read_file, shown
 from authn.cli.passwd import DEFAULT_BCRYPT_COST
+from authn.errors import FileProblem, NotAPasswordFile
 from authn.sources.passwordfile import parse_password_file
 
 WEAK_SCHEMES = {
@@ -85,7 +87,7 @@ def set_disabled(path: str, users: list[str], *, disable: bool) -> int:
         for name in names:
             try:
                 line = htpasswdfile.find(data, name, path)
-            except htpasswdfile.NotAPasswordFile as exc:
+            except NotAPasswordFile as exc:
                 raise Exit(ERR_INVALID, str(exc)) from None
             if line is None:
                 raise Exit(ERR_BAD_USER, f"User {shown(name)} not found in {path}")

@@ -1,7 +1,7 @@
 """Groups from an AuthGroupFile-format file (``group: user1 user2``), parsed once per change.
 
 Parsing follows Apache's mod_authz_groupfile: lines are read by Apache's line reader
-(:mod:`authn.sources.apachelines`: a trailing backslash continues a line, a line over 8190
+(:mod:`authn.httpd.lines`: a trailing backslash continues a line, a line over 8190
 bytes ends the file), each line is trimmed; empty lines and lines
 starting with ``#`` are skipped; the group name is everything before the first ``:`` (so a
 group name may contain spaces: ``web team: alice``); the members are the words after it,
@@ -15,9 +15,9 @@ import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from authn.sources.apachelines import APACHE_MAX_LINE, TooLong, logical_lines
+from authn.httpd.lines import APACHE_MAX_LINE, TooLong, logical_lines
+from authn.httpd.words import split_words
 from authn.watchedfile import CHECK_INTERVAL, WatchedFile
-from authn.words import split_words
 
 log = logging.getLogger("authn")
 

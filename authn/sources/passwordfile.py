@@ -3,7 +3,7 @@
 Parsing follows Apache's mod_authn_file line by line, so that we grant exactly what it
 grants:
 
-* lines are read by Apache's line reader (:mod:`authn.sources.apachelines`): a line ending
+* lines are read by Apache's line reader (:mod:`authn.httpd.lines`): a line ending
   in a backslash continues on the next one, and each line is trimmed of surrounding white
   space (CRLF files work); empty lines and lines starting with ``#`` are skipped;
 * the user name is everything before the first ``:``, the hash everything after it up to the
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from authn import hashes
-from authn.sources.apachelines import APACHE_MAX_LINE, TooLong, logical_lines
+from authn.httpd.lines import APACHE_MAX_LINE, TooLong, logical_lines
 from authn.verdict import Reason, Verdict
 from authn.watchedfile import CHECK_INTERVAL, Generation, WatchedFile
 

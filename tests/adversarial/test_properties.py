@@ -11,11 +11,11 @@ import base64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authn.basicauth import apr_base64_decode, parse_basic
-from authn.logtext import quote
+from authn.errors import ConfigError
+from authn.httpd.basicauth import apr_base64_decode, parse_basic
+from authn.httpd.logtext import quote
 from authn.settings import OPTIONS, parse_settings
 from authn.sources.passwordfile import parse_password_file
-from authn.verdict import ConfigError
 
 latin1 = st.text(alphabet=st.characters(max_codepoint=255))
 header_text = st.one_of(

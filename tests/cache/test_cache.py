@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from authn import cache as cache_mod
 from authn import hashes
 from authn.authenticator import Authenticator
-from authn.cache import VerdictCache, _LocalLayer, cache_for, chain_identity
+from authn.cache import verdicts as cache_mod
+from authn.cache.shared import SharedStore
+from authn.cache.verdicts import VerdictCache, _LocalLayer, cache_for, chain_identity
+from authn.errors import ConfigError
 from authn.settings import parse_settings
-from authn.sharedcache import SharedStore
 from authn.sources.passwordfile import PasswordFile
-from authn.verdict import ConfigError, Outcome, Verdict
+from authn.verdict import Outcome, Verdict
 
 
 class CountingSource:

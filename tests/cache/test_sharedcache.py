@@ -8,14 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from authn.sharedcache import (
-    HEADER_SIZE,
-    MAX_PAYLOAD,
-    SLOT_SIZE,
-    WAYS,
-    SharedStore,
-    StoreUnavailable,
-)
+from authn.cache.shared import HEADER_SIZE, MAX_PAYLOAD, SLOT_SIZE, WAYS, SharedStore
+from authn.errors import StoreUnavailable
 
 
 def key(n: int) -> bytes:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from authn.settings import parse_settings
-from authn.sources.directory import Directory
+from authn.sources.ldap.directory import Directory
 from tests.conftest import need
 from tests.harness.slapd import SERVICE_DN, SERVICE_PASSWORD, Slapd, slapd_available
 

@@ -13,8 +13,9 @@ import ldap.dn
 import ldap.ldapobject
 import pytest
 
-from authn.sources.directory import Directory
-from authn.verdict import Outcome, SourceUnavailable
+from authn.errors import SourceUnavailable
+from authn.sources.ldap.directory import Directory
+from authn.verdict import Outcome
 from tests.harness.apache import free_port
 from tests.harness.slapd import GROUPS, PEOPLE, SERVICE_DN, STAFF, USERS, Slapd
 

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
+from authn.errors import ConfigError
 from authn.settings import parse_settings
-from authn.sources.ldapgroups import (
+from authn.sources.ldap.filters import (
     account_problem,
     bind_failure_reason,
     dn_value,
@@ -19,8 +20,7 @@ from authn.sources.ldapgroups import (
     template_bind_name,
     user_filter,
 )
-from authn.sources.ldapurl import parse_ldap_url
-from authn.verdict import ConfigError
+from authn.sources.ldap.url import parse_ldap_url
 
 # --- AuthLDAPURL syntax ---
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from authn import lockout
-from authn.lockout import Lockout, Policy
-from authn.lockoutstore import FailureMarks, LockoutStore, RedisStore, SqliteStore
+from authn.errors import ConfigError
+from authn.lockout import policy as lockout
+from authn.lockout.policy import Lockout, Policy
+from authn.lockout.stores import FailureMarks, LockoutStore, RedisStore, SqliteStore
 from authn.settings import LockoutSettings, Settings, parse_settings
-from authn.verdict import ConfigError
 
 StoreFactory = Callable[[], LockoutStore]
 
@@ -261,7 +261,7 @@ def test_failure_marks_file_is_private(tmp_path: Path) -> None:
 
 
 def test_stale_databases_of_gone_apaches_are_pruned(tmp_path: Path) -> None:
-    from authn.lockoutstore import STALE_SECONDS, prune_stale
+    from authn.lockout.stores import STALE_SECONDS, prune_stale
 
     gone = _dead_pid()
     old = time.time() - STALE_SECONDS - 60
@@ -294,7 +294,7 @@ def test_sqlite_table_is_bounded_and_keeps_the_high_counters(
 ) -> None:
     """A flood of one-failure addresses cannot grow the database without end, nor push out
     the counter of an address that is close to its lock."""
-    from authn import lockoutstore
+    from authn.lockout import stores as lockoutstore
 
     monkeypatch.setattr(lockoutstore, "MAX_COUNTERS", 100)
     monkeypatch.setattr(lockoutstore, "PURGE_EVERY_SECONDS", 0.0)

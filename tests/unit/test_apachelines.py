@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from authn.sources.apachelines import APACHE_MAX_LINE, TooLong, logical_lines
+from authn.httpd.lines import APACHE_MAX_LINE, TooLong, logical_lines
 from authn.sources.groupfile import parse_group_file
 from authn.sources.passwordfile import parse_password_file
 

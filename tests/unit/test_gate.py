@@ -15,8 +15,8 @@ import pytest
 from authn import hashes
 from authn.authenticator import Authenticator
 from authn.gate import Gate, Granted, Refused, Throttled, Unavailable
-from authn.lockout import Lockout, Policy
-from authn.lockoutstore import SqliteStore
+from authn.lockout.policy import Lockout, Policy
+from authn.lockout.stores import SqliteStore
 from authn.settings import parse_settings
 from authn.verdict import COUNTED, Reason
 

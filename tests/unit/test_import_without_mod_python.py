@@ -4,9 +4,9 @@ import subprocess
 import sys
 
 CORE = [
-    "authn", "authn.verdict", "authn.settings", "authn.hashes", "authn.words",
+    "authn", "authn.verdict", "authn.settings", "authn.hashes", "authn.httpd.words",
     "authn.watchedfile", "authn.authenticator", "authn.sources.passwordfile",
-    "authn.sources.groupfile", "authn.logtext",
+    "authn.sources.groupfile", "authn.httpd.logtext", "authn.gate",
 ]  # fmt: skip
 
 

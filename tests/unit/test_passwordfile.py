@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from authn import hashes
+from authn.errors import SourceUnavailable
 from authn.sources.passwordfile import PasswordFile, parse_password_file
-from authn.verdict import Outcome, SourceUnavailable
+from authn.verdict import Outcome
 
 H = hashes.make_hash(b"pw", "apr1")
 H2 = hashes.make_hash(b"other", "apr1")

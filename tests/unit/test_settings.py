@@ -2,9 +2,9 @@
 
 import pytest
 
+from authn.errors import ConfigError
+from authn.httpd.words import split_words
 from authn.settings import parse_settings, settings_for
-from authn.verdict import ConfigError
-from authn.words import split_words
 
 
 def test_defaults_and_values() -> None:

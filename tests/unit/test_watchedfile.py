@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from authn.errors import SourceUnavailable
 from authn.sources.groupfile import GroupFile
-from authn.verdict import SourceUnavailable
 from authn.watchedfile import CHECK_INTERVAL, SETTLE_SECONDS, WatchedFile
 from tests.harness.apache import REPO, make_readable
 
@@ -125,7 +125,7 @@ def test_a_future_dated_group_file_replaced_by_rename_is_taken(tmp_path: Path) -
 
 UNREADABLE_SCENARIO = """
 import json, os, sys, time
-from authn.verdict import SourceUnavailable
+from authn.errors import SourceUnavailable
 from authn.watchedfile import WatchedFile
 path, shift = sys.argv[1], float(sys.argv[2])
 watched = WatchedFile(path, lambda data, _p: data, what="test file", source="file", interval=0.1)

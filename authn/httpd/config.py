@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from authn.words import split_words
+from authn.httpd.words import split_words
 
 _VAR = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 

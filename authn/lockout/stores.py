@@ -31,7 +31,7 @@ and its write-ahead log is truncated to :data:`WAL_LIMIT_BYTES` after each check
 Errors: every fault of the store (file not writable, database locked for longer than
 :data:`SQLITE_BUSY_SECONDS`, Redis not answering) raises :class:`StoreUnavailable` with a
 message that names the store and the fix.
-The caller (:mod:`authn.lockout`) logs it and fails open; the store itself reconnects on the
+The caller (:mod:`authn.lockout.policy`) logs it and fails open; the store itself reconnects on the
 next call, so it recovers without a restart. Nothing here imports ``mod_python``.
 """
 
@@ -51,6 +51,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from authn.errors import StoreUnavailable
+
 #: how long SQLite waits on a lock before the store counts as down. Our own writers queue on
 #: the lock file instead, so only something outside (a stuck disk, a process holding the
 #: database open in a transaction) can make it run out.
@@ -62,10 +64,6 @@ MAX_COUNTERS = 200_000
 WAL_LIMIT_BYTES = 4 * 1024 * 1024  #: the write-ahead log is cut back to this after a checkpoint
 REDIS_TIMEOUT_SECONDS = 0.25  #: connect and read timeout for Redis
 REDIS_PREFIX = "authn:lockout:"
-
-
-class StoreUnavailable(Exception):
-    """The counter store cannot answer; the message says which store and what to check."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +160,7 @@ class FailureMarks:
 
 
 def default_folder() -> str:
-    """The folder used when ``authn.lockout.dir`` is not set: private to the Apache user."""
+    """The folder used when ``authn.lockout.policy.dir`` is not set: private to the Apache user."""
     # tempfile.gettempdir()'s variables, without importing tempfile (and shutil, bz2, lzma)
     # into every Apache child
     tmp = next((os.environ[v] for v in ("TMPDIR", "TEMP", "TMP") if os.environ.get(v)), "/tmp")  # noqa: S108 - vetted 0700 folder

@@ -33,7 +33,7 @@ Faults
     503 and a message naming the host and the reason. It is never turned into a denial.
 
 One :class:`Directory` exists per distinct configuration in a process
-(:func:`directory_for`), with its pool of warm connections (:mod:`authn.sources.ldapconn`).
+(:func:`directory_for`), with its pool of warm connections (:mod:`authn.sources.ldap.pool`).
 No password and no verdict is cached here.
 """
 
@@ -47,10 +47,10 @@ from typing import Any
 
 import ldap
 
-from authn.logtext import quote
+from authn.errors import ConfigError, DirectoryDown, SourceUnavailable
+from authn.httpd.logtext import quote
 from authn.settings import LdapSettings, Settings
-from authn.sources.ldapconn import ConnectionConfig, DirectoryDown, Pool, Slot, describe
-from authn.sources.ldapgroups import (
+from authn.sources.ldap.filters import (
     account_problem,
     bind_failure_reason,
     fold_login,
@@ -62,8 +62,9 @@ from authn.sources.ldapgroups import (
     template_bind_name,
     user_filter,
 )
-from authn.sources.ldapurl import LdapURL
-from authn.verdict import ConfigError, Reason, SourceUnavailable, Verdict
+from authn.sources.ldap.pool import ConnectionConfig, Pool, Slot, describe
+from authn.sources.ldap.url import LdapURL
+from authn.verdict import Reason, Verdict
 
 log = logging.getLogger("authn")
 

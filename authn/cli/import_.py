@@ -16,8 +16,9 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
-from authn import hashes, htpasswdfile
-from authn.atomicfile import FileProblem, Original, rewrite
+from authn import hashes
+from authn.cli import htpasswdfile
+from authn.cli.atomicfile import Original, rewrite
 from authn.cli.common import (
     ERR_BAD_USER,
     ERR_FILE,
@@ -31,6 +32,7 @@ from authn.cli.common import (
     read_file,
 )
 from authn.cli.passwd import BCRYPT_COSTS, DEFAULT_BCRYPT_COST
+from authn.errors import FileProblem, NotAPasswordFile
 
 SCHEMES = ("bcrypt", "sha512-crypt", "sha256-crypt", "apr1")
 
@@ -165,7 +167,7 @@ def main(argv: list[str]) -> int:
         data = original.data or b""
         try:
             present = htpasswdfile.users(data, args.file)
-        except htpasswdfile.NotAPasswordFile as exc:
+        except NotAPasswordFile as exc:
             raise Exit(ERR_INVALID, str(exc)) from None
         todo = {u: h for u, h in new_hashes.items() if not (args.skip_existing and u in present)}
         counts["updated"] = sum(1 for u in todo if u in present)
@@ -188,5 +190,5 @@ def _existing_users(path: str, create: bool) -> set[bytes]:
     data = read_file(path)
     try:
         return set(htpasswdfile.users(data, path))
-    except htpasswdfile.NotAPasswordFile as exc:
+    except NotAPasswordFile as exc:
         raise Exit(ERR_INVALID, str(exc)) from None

@@ -28,21 +28,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from authn.errors import NotAPasswordFile
 from authn.sources.passwordfile import DISABLED_PREFIX
 
 HTPASSWD_PIECE = 255  #: htpasswd's line buffer holds 255 bytes and a NUL
 _SPACE = b" \t\n\v\f\r"  # apr_isspace / C isspace
-
-
-class NotAPasswordFile(Exception):
-    """The file is not in htpasswd format (``htpasswd`` exits 7 on it)."""
-
-    def __init__(self, path: str, line: int) -> None:
-        super().__init__(
-            f"{path} does not appear to be a valid htpasswd file (line {line} has no ':' "
-            "between user and hash)"
-        )
-        self.line = line
 
 
 @dataclass(frozen=True, slots=True)

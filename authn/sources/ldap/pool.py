@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import ldap
 
+from authn.errors import DirectoryDown
 from authn.settings import LdapSettings
 
 T = TypeVar("T")
@@ -53,10 +54,6 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     ldap.UNAVAILABLE,
     ldap.BUSY,
 )
-
-
-class DirectoryDown(Exception):
-    """No configured host could serve the operation; the message names each host and why."""
 
 
 @dataclass(frozen=True, slots=True)

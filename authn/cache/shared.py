@@ -8,7 +8,7 @@ soon the whole file) in the resident memory of each of 20 or more children, thou
 cache holds them once for the machine. The store knows nothing of users or verdicts: it maps a
 32-byte key (an HMAC the caller computed) to ``(expires, generation, payload)``.
 
-The folder (``authn.cache.dir``) holds two files, both owned by the Apache run user:
+The folder (``authn.cache.verdicts.dir``) holds two files, both owned by the Apache run user:
 
 * ``key``: 32 random bytes, mode 0600, made once (write a temp file, then ``link`` it into
   place, so concurrent children agree on one key);
@@ -22,7 +22,7 @@ one altered by anyone without the key, is simply a miss. Writers take ``flock`` 
 plus a thread lock. A full bucket evicts its entry closest to expiry, so the size is bounded
 by the file, whatever the traffic.
 
-Raises :class:`StoreUnavailable` (an ``OSError``) when the folder cannot be made safe: not
+Raises :class:`CacheUnusable` (an ``OSError``) when the folder cannot be made safe: not
 creatable, owned by another user, a symlink. The caller falls back to a per-process cache.
 The file's geometry is fixed when it is made; a different ``slots`` later is ignored (a
 mapped file must never shrink under another process). To resize, stop Apache and delete it.
@@ -42,6 +42,8 @@ import struct
 import threading
 import time
 
+from authn.errors import CacheUnusable
+
 MAGIC = b"AUTHNC01"
 HEADER = struct.Struct("<8sII")  # magic, slot size, slot count
 HEADER_SIZE = 64
@@ -56,26 +58,22 @@ MAX_PAYLOAD = SLOT_SIZE - _PAYLOAD_AT
 _EMPTY_KEY = bytes(KEY_SIZE)
 
 
-class StoreUnavailable(OSError):
-    """The cache folder or its files cannot be used safely; the message says why and the fix."""
-
-
 def _secure_dir(path: str) -> None:
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
     except OSError as exc:
-        raise StoreUnavailable(
+        raise CacheUnusable(
             exc.errno or errno.EACCES,
             f"cannot create cache folder {path}: {exc.strerror}; create it for the Apache user: "
             f"install -d -o www-data -g www-data -m 0700 {path}",
         ) from None
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
-        raise StoreUnavailable(errno.ENOTDIR, f"cache folder {path} is not a folder (a symlink?)")
+        raise CacheUnusable(errno.ENOTDIR, f"cache folder {path} is not a folder (a symlink?)")
     if st.st_uid != os.geteuid():
-        raise StoreUnavailable(
+        raise CacheUnusable(
             errno.EPERM,
             f"cache folder {path} belongs to uid {st.st_uid}, not to the Apache user "
             f"(uid {os.geteuid()}); chown it to the Apache user, mode 0700",
@@ -89,7 +87,7 @@ def _open_private(path: str, flags: int) -> int:
     st = os.fstat(fd)
     if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise StoreUnavailable(errno.EPERM, f"{path} is not a file of the Apache user")
+        raise CacheUnusable(errno.EPERM, f"{path} is not a file of the Apache user")
     if st.st_mode & 0o077:
         os.fchmod(fd, 0o600)
     return fd
@@ -124,7 +122,7 @@ def _load_key(folder: str) -> bytes:
         if len(key) == KEY_SIZE:
             return key
         time.sleep(0.01)
-    raise StoreUnavailable(errno.EINVAL, f"{path} does not hold a {KEY_SIZE}-byte key; delete it")
+    raise CacheUnusable(errno.EINVAL, f"{path} does not hold a {KEY_SIZE}-byte key; delete it")
 
 
 class SharedStore:
@@ -165,7 +163,7 @@ class SharedStore:
                 return int(count)
             if size:
                 # Someone else's or a damaged file: never truncate what others may map.
-                raise StoreUnavailable(
+                raise CacheUnusable(
                     errno.EINVAL, f"{path} is not an authn cache file; stop Apache and delete it"
                 )
         os.ftruncate(fd, HEADER_SIZE + slots * SLOT_SIZE)

@@ -34,11 +34,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from authn.errors import FileProblem
+
 DEFAULT_NEW_MODE = 0o666  #: like htpasswd (APR_OS_DEFAULT): the umask decides
-
-
-class FileProblem(Exception):
-    """The file cannot be read, created or replaced; the message names it and the fix."""
 
 
 @dataclass(frozen=True, slots=True)
