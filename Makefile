@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
 .PHONY: demo test lint bench bench-quick system-deps venv install
 
 demo: system-deps install        ## Apache on 127.0.0.1:8080 protecting static and PHP content
-	$(PY) scripts/demo.py
+	$(PY) -m devkit.demo
 
 test: system-deps install        ## the whole test suite, against a real Apache, slapd and htpasswd
 	$(PY) -m pytest

@@ -16,10 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.harness.apache import Apache, make_readable
-from tests.harness.slapd import SERVICE_DN, SERVICE_PASSWORD, USERS, Slapd
+from devkit.apache import Apache, make_readable
+from devkit.slapd import SERVICE_DN, SERVICE_PASSWORD, USERS, Slapd
 
 
 def wrk(url: str, login: str, seconds: int) -> float:

@@ -3,7 +3,7 @@
 ``python -m bench --quick`` (under 3 minutes) or ``python -m bench`` (the full run, about 12
 minutes). Everything runs on loopback: the benchmark makes a scratch folder, writes the
 users (bcrypt cost 5, as ``htpasswd -B -C 5``), starts its own Apaches from
-:mod:`tests.harness.apache`, drives them with ``wrk`` (every run bounded in duration,
+:mod:`devkit.apache`, drives them with ``wrk`` (every run bounded in duration,
 connections and timeout), stops them, and writes into ``bench/results/<time>/``:
 
 * ``results.md``: the table (req/s, p50, p99, ratio to the no-auth ceiling and to the native
@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from authn import hashes
-from tests.harness.apache import Apache, apache_available, run_user
+from devkit.apache import Apache, apache_available, run_user
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -434,7 +434,7 @@ CEILING = "no auth (ceiling)"
 
 @dataclass
 class LdapSetup:
-    """A throwaway slapd (tests/harness/slapd.py) and what both modules need to use it."""
+    """A throwaway slapd (devkit/slapd.py) and what both modules need to use it."""
 
     url: str
     bind_dn: str
@@ -465,7 +465,7 @@ LDAP_ROWS = (
 def ldap_setup(root: Path) -> Iterator[LdapSetup | None]:
     """A slapd for the LDAP rows, or None (rows skipped with a message, never faked)."""
     try:
-        from tests.harness import slapd as harness
+        from devkit import slapd as harness
     except ImportError as exc:  # python-ldap missing
         print(f"LDAP rows skipped: {exc}")
         yield None

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.apache import REPO, Apache, apache_available, make_readable
-from tests.harness.processes import kill_all, processes_mentioning
+from devkit.apache import REPO, Apache, apache_available, make_readable
+from devkit.processes import kill_all, processes_mentioning
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

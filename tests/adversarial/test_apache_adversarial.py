@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from authn import hashes
-from tests.harness.apache import Apache
-from tests.lockout.site import USERS, basic, crashes, get, site_body, write_users
+from devkit.apache import Apache
+from devkit.site import USERS, basic, crashes, get, site_body, write_users
 
 pytestmark = pytest.mark.apache
 

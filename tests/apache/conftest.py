@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from authn import hashes
+from devkit.apache import CONF_DIR, Apache, apache_available, free_port, make_readable
 from tests.conftest import need
-from tests.harness.apache import CONF_DIR, Apache, apache_available, free_port, make_readable
 
 # (user bytes, password bytes, scheme) written to the shared password file
 USERS: list[tuple[bytes, bytes, str]] = [

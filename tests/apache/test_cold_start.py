@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from authn import hashes
-from tests.harness.apache import Apache
-from tests.harness.http import basic, request
+from devkit.apache import Apache
+from devkit.http import basic, request
 
 pytestmark = pytest.mark.apache
 

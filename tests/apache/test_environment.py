@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from authn import hashes
-from tests.harness.apache import CLEAN_ENV, CONF_DIR, REPO, Apache, free_port
-from tests.harness.http import basic, request
+from devkit.apache import CLEAN_ENV, CONF_DIR, REPO, Apache, free_port
+from devkit.http import basic, request
 
 
 def protected_site(root: Path) -> str:
@@ -96,11 +96,12 @@ def _apache_processes(port: int) -> list[int]:
 
 
 def test_demo_command_serves_what_it_prints(scratch: Path) -> None:
-    """`make demo` (scripts/demo.py) starts, protects what it says, and stops on Ctrl-C."""
+    """`make demo` (devkit/demo.py) starts, protects what it says, and stops on Ctrl-C."""
     port = free_port()
     env = {**os.environ, "AUTHN_DEMO_PORT": str(port)}
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "scripts" / "demo.py")],
+        [sys.executable, "-m", "devkit.demo"],
+        cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from authn import hashes
+from devkit.http import basic, request
 from tests.apache.conftest import USERS, Site
-from tests.harness.http import basic, request
 
 CRASH_MARKERS = ("Segmentation fault", "exit signal", "Traceback", "PythonDebug")
 

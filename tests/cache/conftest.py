@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.apache import Apache, apache_available, run_user
 from tests.conftest import need
-from tests.harness.apache import Apache, apache_available, run_user
 
 
 def give_to_apache_user(path: Path, mode: int) -> None:

@@ -3,8 +3,6 @@ never in the way of a wrong password, and never failing a request when its folde
 
 from __future__ import annotations
 
-import base64
-import http.client
 import os
 import time
 from pathlib import Path
@@ -12,20 +10,15 @@ from pathlib import Path
 import pytest
 
 from authn import hashes
+from devkit.apache import Apache
+from devkit.http import basic, request
 from tests.cache.conftest import give_to_apache_user, protected_site
-from tests.harness.apache import Apache
 
 pytestmark = pytest.mark.apache
 
 
 def status(apache: Apache, user: str, password: str) -> int:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    conn = http.client.HTTPConnection("127.0.0.1", apache.port, timeout=10)
-    try:
-        conn.request("GET", "/index.html", headers={"Authorization": f"Basic {token}"})
-        return conn.getresponse().status
-    finally:
-        conn.close()
+    return request(apache.port, "/index.html", auth=basic(user, password), timeout=10).status
 
 
 def write_users(path: Path, password: bytes) -> None:
@@ -53,14 +46,10 @@ ONE_CHILD = "StartServers 1\nMinSpareServers 1\nMaxSpareServers 1\nServerLimit 1
 
 def metric(apache: Apache, name: str) -> float:
     """One value of the status page's Prometheus text (the page is protected by alice)."""
-    token = base64.b64encode(b"alice:right").decode()
-    conn = http.client.HTTPConnection("127.0.0.1", apache.port, timeout=10)
-    try:
-        conn.request("GET", "/authn-status?format=prometheus", headers={"Authorization": f"Basic {token}"})
-        response = conn.getresponse()
-        text = response.read().decode()
-    finally:
-        conn.close()
+    response = request(
+        apache.port, "/authn-status?format=prometheus", auth=basic("alice", "right"), timeout=10
+    )
+    text = response.body.decode()
     assert response.status == 200, text
     values = [
         float(line.split()[-1]) for line in text.splitlines() if line.startswith((name + " ", name + "{"))

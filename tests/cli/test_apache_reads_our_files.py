@@ -5,15 +5,14 @@ Disabled users are refused by both.
 
 from __future__ import annotations
 
-import base64
-import http.client
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from devkit.apache import CONF_DIR, Apache
+from devkit.http import basic, request
 from tests.cli.helpers import authn
-from tests.harness.apache import CONF_DIR, Apache
 
 pytestmark = pytest.mark.apache
 
@@ -21,18 +20,7 @@ USERS = {"bcrypt": ("-B", "pw-bcrypt"), "sha512": ("-5", "pw-sha512"), "md5": ("
 
 
 def _status(server: Apache, path: str, user: str | None = None, password: str = "") -> int:
-    headers = {}
-    if user is not None:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    try:
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
+    return request(server.port, path, auth=None if user is None else basic(user, password)).status
 
 
 def test_native_apache_and_authn_accept_our_users_and_refuse_disabled_ones(

@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import base64
-import http.client
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from devkit.apache import CONF_DIR, Apache, run_user
+from devkit.http import basic, request
 from tests.cli.helpers import authn
-from tests.harness.apache import CONF_DIR, Apache, run_user
 
 
 def _protected_block(users: Path, site: Path, cache: Path) -> str:
@@ -171,15 +170,7 @@ def test_where_apache_finds_the_require_line(scratch: Path) -> None:
 
 
 def _status(server: Apache, path: str, user: str, password: str) -> int:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    try:
-        conn.request("GET", path, headers={"Authorization": f"Basic {token}"})
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
+    return request(server.port, path, auth=basic(user, password)).status
 
 
 @pytest.mark.apache

@@ -1,4 +1,4 @@
-"""`make demo` (scripts/demo.py) when things go wrong: a port another program holds, a demo
+"""`make demo` (devkit/demo.py) when things go wrong: a port another program holds, a demo
 killed outright, Ctrl-C. Whatever happens, no Apache is left running and no scratch folder is
 left behind."""
 
@@ -17,21 +17,22 @@ from pathlib import Path
 
 import pytest
 
+from devkit.apache import REPO, apache_available, free_port
+from devkit.http import basic, request
+from devkit.processes import kill_all, processes_mentioning
 from tests.conftest import need
-from tests.harness.apache import REPO, apache_available, free_port
-from tests.harness.http import basic, request
-from tests.harness.processes import kill_all, processes_mentioning
 
 READY = "Press Ctrl-C"
 
 
 class Demo:
-    """scripts/demo.py running with its temp folder (and so its scratch folder) in ``tmp``."""
+    """devkit/demo.py running with its temp folder (and so its scratch folder) in ``tmp``."""
 
     def __init__(self, tmp: Path, port: str) -> None:
         env = {**os.environ, "AUTHN_DEMO_PORT": port, "TMPDIR": str(tmp)}
         self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "scripts" / "demo.py")],
+            [sys.executable, "-m", "devkit.demo"],
+            cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -12,8 +12,8 @@ import pytest
 
 from authn.settings import parse_settings
 from authn.sources.ldap.directory import Directory
+from devkit.slapd import SERVICE_DN, SERVICE_PASSWORD, Slapd, slapd_available
 from tests.conftest import need
-from tests.harness.slapd import SERVICE_DN, SERVICE_PASSWORD, Slapd, slapd_available
 
 
 @pytest.fixture(scope="session")

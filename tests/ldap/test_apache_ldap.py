@@ -8,7 +8,6 @@ again without restarting Apache.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import re
@@ -16,16 +15,15 @@ import shutil
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from devkit.apache import Apache, apache_available, make_readable, run_user
+from devkit.http import basic, request
+from devkit.slapd import GROUPS, PEOPLE, SERVICE_DN, USERS, Slapd
 from tests.conftest import need
-from tests.harness.apache import Apache, apache_available, make_readable, run_user
-from tests.harness.slapd import GROUPS, PEOPLE, SERVICE_DN, USERS, Slapd
 
 pytestmark = [pytest.mark.apache, pytest.mark.slapd]
 
@@ -117,15 +115,9 @@ def site(
 
 
 def get(site: Apache, path: str, login: str | None = None, password: str | None = None) -> tuple[int, str]:
-    req = urllib.request.Request(site.url + path)  # noqa: S310 - http to our own server
-    if login is not None:
-        raw = login.encode() + b":" + (password if password is not None else USERS[login]).encode()
-        req.add_header("Authorization", "Basic " + base64.b64encode(raw).decode())
-    try:
-        with urllib.request.urlopen(req, timeout=20) as resp:  # noqa: S310
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode(errors="replace")
+    auth = None if login is None else basic(login, password if password is not None else USERS[login])
+    response = request(site.port, path, auth=auth, timeout=20)
+    return response.status, response.body.decode(errors="replace")
 
 
 @pytest.mark.parametrize(

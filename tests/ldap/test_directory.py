@@ -16,8 +16,8 @@ import pytest
 from authn.errors import SourceUnavailable
 from authn.sources.ldap.directory import Directory
 from authn.verdict import Outcome
-from tests.harness.apache import free_port
-from tests.harness.slapd import GROUPS, PEOPLE, SERVICE_DN, STAFF, USERS, Slapd
+from devkit.apache import free_port
+from devkit.slapd import GROUPS, PEOPLE, SERVICE_DN, STAFF, USERS, Slapd
 
 pytestmark = pytest.mark.slapd
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.adversarial.test_apache_adversarial import raw_request
-from tests.harness.apache import Apache
-from tests.lockout.conftest import RedisServer
-from tests.lockout.site import (
+from devkit.apache import Apache
+from devkit.redis import RedisServer
+from devkit.site import (
     USERS,
     basic,
     crashes,
@@ -24,6 +23,7 @@ from tests.lockout.site import (
     status_page,
     write_users,
 )
+from tests.adversarial.test_apache_adversarial import raw_request
 
 pytestmark = pytest.mark.apache
 

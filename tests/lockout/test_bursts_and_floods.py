@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.apache import Apache, run_user
-from tests.lockout.site import USERS, basic, crashes, get, site_body, write_users
+from devkit.apache import Apache, run_user
+from devkit.site import USERS, basic, crashes, get, site_body, write_users
 
 pytestmark = pytest.mark.apache
 

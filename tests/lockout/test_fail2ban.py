@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from authn.verdict import BANNED, COUNTED, Reason
+from devkit.apache import REPO, Apache
+from devkit.site import USERS, basic, denial_lines, get, site_body, write_users
 from tests.conftest import need_program
-from tests.harness.apache import REPO, Apache
-from tests.lockout.site import USERS, basic, denial_lines, get, site_body, write_users
 
 pytestmark = pytest.mark.apache
 

@@ -334,7 +334,7 @@ def test_reserve_is_atomic_across_processes(tmp_path: Path) -> None:
 
 
 def test_redis_reserve_and_give_back(redis_server: object) -> None:
-    from tests.lockout.conftest import RedisServer
+    from devkit.redis import RedisServer
 
     assert isinstance(redis_server, RedisServer)
     guard = Lockout(Policy(threshold=2, client_threshold=3, window=60), RedisStore(redis_server.url))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from authn import hashes
-from tests.harness.apache import REPO
+from devkit.apache import REPO
 
 FRESH_INTERPRETERS = 4
 THREADS = 64

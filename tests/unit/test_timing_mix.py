@@ -17,7 +17,7 @@ import pytest
 from authn import hashes
 from authn.sources import passwordfile
 from authn.sources.passwordfile import PasswordFile, parse_password_file
-from tests.harness.apache import REPO
+from devkit.apache import REPO
 
 # (scheme, cost, how many users); cheap costs: nothing here is timed
 MIX = [("bcrypt", 4, 50), ("apr1", None, 25), ("sha1", None, 15), ("sha512-crypt", None, 10)]

@@ -21,7 +21,7 @@ import pytest
 from authn.errors import SourceUnavailable
 from authn.sources.groupfile import GroupFile
 from authn.watchedfile import CHECK_INTERVAL, SETTLE_SECONDS, WatchedFile
-from tests.harness.apache import REPO, make_readable
+from devkit.apache import REPO, make_readable
 
 HOUR, DAY = 3600.0, 86400.0
 # seconds to add to "now" for the new file's mtime; None: the old file's own mtime

@@ -35,9 +35,9 @@ import sysconfig
 import time
 from pathlib import Path
 
-from tests.harness.processes import DIE_WITH_PARENT, stop_group
+from devkit.processes import DIE_WITH_PARENT, stop_group
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 MODS_AVAILABLE = Path("/etc/apache2/mods-available")
 APACHE_BIN = shutil.which("apache2", path="/usr/sbin:/usr/bin") or "/usr/sbin/apache2"

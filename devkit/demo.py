@@ -21,10 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from authn import hashes
-from tests.harness.apache import (
+from devkit.apache import (
     CONF_DIR,
     Apache,
     PortInUse,

@@ -1,15 +1,14 @@
-"""A protected site for lockout and adversarial tests: a folder, a password file, a status
-page, and small HTTP helpers that can send any Authorization header and any source address."""
+"""A protected site builder: a folder, a password file, the shipped snippets, a status page,
+and the helpers that read its answers and its error log."""
 
 from __future__ import annotations
 
 import base64
-import http.client
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from authn import hashes
+from devkit.http import Response, request
 
 USERS = {"alice": b"wonderland", "bob": b"builder", "admin": b"status-secret"}
 
@@ -51,32 +50,16 @@ def basic(user: str | bytes, password: str | bytes) -> str:
     return "Basic " + base64.b64encode(raw).decode()
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
 def get(
     port: int,
     path: str = "/private/",
     authorization: str | bytes | None = None,
     source: str = "127.0.0.1",
     host: str = "127.0.0.1",
-) -> Reply:
+) -> Response:
     """One request on a new connection from ``source`` (any 127.x.y.z works on Linux), so each
     request may land on any Apache child. ``authorization`` may be raw bytes."""
-    conn = http.client.HTTPConnection(host, port, timeout=30, source_address=(source, 0))
-    try:
-        conn.putrequest("GET", path)
-        if authorization is not None:
-            conn.putheader("Authorization", authorization)
-        conn.endheaders()
-        resp = conn.getresponse()
-        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
-    finally:
-        conn.close()
+    return request(port, path, auth=authorization, source=source, host=host)
 
 
 def status_page(port: int, prometheus: bool = False) -> str:

@@ -1,6 +1,6 @@
 """Benchmark (not a test): valid users' throughput with and without a flood of wrong passwords.
 
-    .venv/bin/python -m tests.lockout.flood_bench [seconds] [scheme]
+    .venv/bin/python -m bench.flood [seconds] [scheme]
 
 Starts a real Apache (prefork) with mod_remoteip trusting 127.0.0.1, so that two wrk runs on
 loopback stand for two client addresses (X-Client-IP). Prints requests per second of the
@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from authn import hashes
-from tests.harness.apache import Apache, make_readable
-from tests.lockout.site import basic, site_body
+from devkit.apache import Apache, make_readable
+from devkit.site import basic, site_body
 
 REMOTEIP = (
     "RemoteIPHeader X-Client-IP\nRemoteIPInternalProxy 127.0.0.1\n"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import slapdtest
 
-from tests.harness.processes import DIE_WITH_PARENT
+from devkit.processes import DIE_WITH_PARENT
 
 SLAPD_BIN = "/usr/sbin/slapd"
 SCHEMA_DIR = "/etc/ldap/schema"
@@ -168,7 +168,7 @@ def slapd_available() -> str | None:
     return None
 
 
-class Slapd(slapdtest.SlapdObject):
+class Slapd(slapdtest.SlapdObject):  # type: ignore[misc]  # python-ldap ships no types
     """One slapd in ``workdir``; see the module docstring."""
 
     suffix = SUFFIX

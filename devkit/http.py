@@ -1,5 +1,7 @@
-"""A tiny HTTP client on raw sockets: it sends exactly the bytes a test asks for, including
-headers no well-behaved client library would send (NUL, CR, LF, 8 KB names, non-UTF-8)."""
+"""The one HTTP client of the tests, the benchmark and the demo: raw sockets, so it sends
+exactly the bytes asked for, including headers no well-behaved client library would send
+(NUL, CR, LF, 8 KB names, non-UTF-8), from any source address (``127.x.y.z`` on Linux: a
+test can be many clients)."""
 
 from __future__ import annotations
 
@@ -30,17 +32,22 @@ def request(
     path: str,
     *,
     method: str = "GET",
-    auth: bytes | None = None,
+    auth: bytes | str | None = None,
     headers: dict[str, bytes | str] | None = None,
     timeout: float = 30.0,
+    source: str | None = None,
+    host: str = "127.0.0.1",
 ) -> Response:
-    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close"]
+    """One request on a new connection (so each may land on any Apache child); ``auth`` is
+    the whole Authorization value (see :func:`basic`), ``source`` the address to send from."""
+    lines = [f"{method} {path} HTTP/1.1".encode(), f"Host: {host}".encode(), b"Connection: close"]
     if auth is not None:
-        lines.append(b"Authorization: " + auth)
+        lines.append(b"Authorization: " + (auth.encode("latin-1") if isinstance(auth, str) else auth))
     for name, value in (headers or {}).items():
         lines.append(name.encode() + b": " + (value.encode() if isinstance(value, str) else value))
     raw = b"\r\n".join(lines) + b"\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", port), timeout) as sock:
+    address = (source, 0) if source is not None else None
+    with socket.create_connection((host, port), timeout, source_address=address) as sock:
         sock.sendall(raw)
         chunks = []
         while True:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.apache import REPO, apache_available
+from devkit.processes import kill_all, processes_mentioning
 from tests.conftest import need
-from tests.harness.apache import REPO, apache_available
-from tests.harness.processes import kill_all, processes_mentioning
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ LEAKY_TESTS = """
 import os
 from pathlib import Path
 
-from tests.harness.apache import Apache
+from devkit.apache import Apache
 
 
 def test_leaves_an_apache(tmp_path):

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from authn import hashes
+from devkit.apache import CONF_DIR, Apache, PortInUse, apache_available, free_port, run_user
+from devkit.http import basic, request
+from devkit.processes import kill_all, processes_mentioning
 from tests.conftest import need
-from tests.harness.apache import CONF_DIR, Apache, PortInUse, apache_available, free_port, run_user
-from tests.harness.http import basic, request
-from tests.harness.processes import kill_all, processes_mentioning
 
 
 @pytest.fixture
