@@ -66,4 +66,4 @@ clean record
     of that address) is unchanged, so a good user's request reads no store.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  #: the one place the version is written (pyproject reads it)

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from authn import __version__
 from authn.cli import common
 from authn.cli.common import Exit
 
@@ -29,7 +30,7 @@ commands:
   check          find the Apache configuration mistakes that switch protection off
   apache-config  print the Apache lines that load authn from this install
 
-Run 'authn COMMAND --help' for the options of a command.
+Run 'authn COMMAND --help' for the options of a command, 'authn --version' for the version.
 
 examples:
   authn passwd -c /etc/apache2/authn/users alice
@@ -128,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(HELP, end="")
         return 0 if args else common.ERR_SYNTAX
+    if args[0] in ("-V", "--version"):
+        print(f"authn {__version__}")
+        return 0
     name, rest = args[0], args[1:]
     command = COMMANDS.get(name)
     if command is None:

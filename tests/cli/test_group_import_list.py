@@ -106,3 +106,12 @@ def test_list_flags_weak_hashes(real_htpasswd: str, tmp_path: Path) -> None:
     text = authn("list", path).stdout.decode()
     assert "disabled" in text and "WEAK" in text
     assert authn("disable", path, "nobody").returncode == 6
+
+
+def test_version_is_the_package_version() -> None:
+    from authn import __version__
+    from tests.cli.helpers import authn
+
+    for flag in ("--version", "-V"):
+        result = authn(flag)
+        assert result.returncode == 0 and result.stdout.decode() == f"authn {__version__}\n"
