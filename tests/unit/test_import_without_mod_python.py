@@ -23,3 +23,13 @@ def test_handlers_need_mod_python() -> None:
     code = "import sys; sys.modules['mod_python'] = None\nimport authn.handlers\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0 and "mod_python" in result.stderr
+
+
+def test_settings_import_no_policy_module() -> None:
+    """The settings are a leaf: reading options loads no lockout, cache or source module."""
+    code = (
+        "import sys; import authn.settings\n"
+        "loaded = [m for m in sys.modules if m.startswith(('authn.lockout', 'authn.cache', 'authn.gate'))]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
