@@ -83,6 +83,8 @@ CLEAN_SECONDS = 1.0  #: a clean (client, user) record is trusted this long witho
 #: ... and this long while the client's failure mark (SQLite store) has not changed
 CLEAN_MARKED_SECONDS = 60.0
 CLEAN_MAX = 4096  #: clean records kept per process (all dropped when full)
+CLIENT_LOCKED = "client address locked out"  #: Decision.reason of a locked address
+PAIR_LOCKED = "user locked out from this address"  #: Decision.reason of a locked pair
 MAX_USER_IN_KEY = 256  #: longer names are cut in keys: only an attacker's junk shares a prefix
 
 
@@ -268,15 +270,11 @@ class Lockout:
         clean = self._clean.get((client, user))
         if clean is not None and clean[0] > now and clean[1] == mark:
             return OPEN
-        known = self._locked.get((client, user))
-        if known is not None and known[0] > now:
+        refused = self._known_lock(client, user, now)
+        if refused is not None:
             # A lock only ends when its window does: a flood of refused requests costs no
             # store read, and only the first refusal is reported (one log line).
-            until, decision, reported = known
-            if not reported:
-                self._locked[(client, user)] = (until, decision, True)
-            STATS.refused += 1
-            return dataclasses.replace(decision, retry_after=max(1, math.ceil(until - now)), repeat=reported)
+            return refused
         keys = [client_key(client)]
         if user is not None:
             keys.append(pair_key(client, user))
@@ -297,12 +295,31 @@ class Lockout:
             self._remember_lock(client, user, decision, now, reported=True)
         return decision
 
+    def _known_lock(self, client: str, user: str | None, now: float) -> Decision | None:
+        """A lock this process already knows for the client (any user) or the pair: the
+        refusal to give without reading the store, or None."""
+        for key in ((client, None), (client, user)):
+            known = self._locked.get(key)
+            if known is not None and known[0] > now:
+                until, decision, reported = known
+                if not reported:
+                    self._locked[key] = (until, decision, True)
+                STATS.refused += 1
+                return dataclasses.replace(
+                    decision, retry_after=max(1, math.ceil(until - now)), repeat=reported
+                )
+        return None
+
     def _remember_lock(
         self, client: str, user: str | None, decision: Decision, now: float, *, reported: bool
     ) -> None:
+        """Remember a lock until it ends: a locked address under (client, None), so a flood
+        of new user names from it costs no store transaction each; a locked pair under
+        (client, user)."""
         if len(self._locked) >= CLEAN_MAX:
             self._locked.clear()
-        self._locked[(client, user)] = (now + decision.retry_after, decision, reported)
+        key = (client, None) if decision.reason == CLIENT_LOCKED else (client, user)
+        self._locked[key] = (now + decision.retry_after, decision, reported)
 
     def _decide(self, counts: dict[str, Count], client: str, user: str | None, *, refusing: bool) -> Decision:
         now = time.time()
@@ -311,9 +328,9 @@ class Lockout:
         locks: list[tuple[float, str]] = []
         whole = counts.get(client_key(client))
         if whole is not None and whole.failures >= self.policy.client_threshold:
-            locks.append((whole.expires, "client address locked out"))
+            locks.append((whole.expires, CLIENT_LOCKED))
         if pair is not None and pair.failures >= self.policy.threshold:
-            locks.append((pair.expires, "user locked out from this address"))
+            locks.append((pair.expires, PAIR_LOCKED))
         if not locks:
             return Decision(pair_failures=pair_failures)
         expires, reason = max(locks)
@@ -333,17 +350,9 @@ class Lockout:
         A store that cannot answer gives an open Reservation that counted nothing.
         """
         now = time.monotonic()
-        for known_key in ((client, None), (client, user)):
-            known = self._locked.get(known_key)
-            if known is not None and known[0] > now:
-                until, decision, reported = known
-                if not reported:
-                    self._locked[known_key] = (until, decision, True)
-                STATS.refused += 1
-                locked = dataclasses.replace(
-                    decision, retry_after=max(1, math.ceil(until - now)), repeat=reported
-                )
-                return Reservation(client, user, locked, counted=False)
+        refused = self._known_lock(client, user, now)
+        if refused is not None:
+            return Reservation(client, user, refused, counted=False)
         self._clean.clear()
         if not self._usable():
             return Reservation(client, user, OPEN, counted=False)

@@ -350,3 +350,21 @@ def test_redis_reserve_and_give_back(redis_server: object) -> None:
     counts = dict(guard.store.top(10))
     assert counts[lockout.client_key("192.0.2.1")].failures == 2
     assert lockout.pair_key("192.0.2.1", "bob") not in counts
+
+
+def test_a_locked_address_costs_no_store_transaction_per_new_user_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once this process knows an address is locked, new user names from it are refused
+    from memory: a flood of rotating names from a locked address writes nothing."""
+    store = SqliteStore(str(tmp_path / "counters"))
+    guard = Lockout(Policy(threshold=100, client_threshold=3, window=60), store)
+    for i in range(3):
+        _fail(guard, "192.0.2.9", f"user{i}")
+    calls: list[object] = []
+    real = store.reserve
+    monkeypatch.setattr(store, "reserve", lambda *a: calls.append(a) or real(*a))
+    decisions = [guard.reserve("192.0.2.9", f"new{i}").decision for i in range(50)]
+    assert all(d.locked and d.reason == lockout.CLIENT_LOCKED for d in decisions)
+    assert len(calls) <= 1
+    assert [d.repeat for d in decisions].count(False) <= 1  # reported once per lock
