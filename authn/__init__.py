@@ -28,7 +28,7 @@ source
 verdict
     A source's answer, a plain value (:class:`authn.verdict.Verdict`): the user is *unknown*,
     *denied* (wrong password, disabled) or *granted*, with the groups and attributes found.
-    A source raises :class:`authn.verdict.SourceUnavailable` for infrastructure faults
+    A source raises :class:`authn.errors.SourceUnavailable` for infrastructure faults
     (file unreadable, directory down); it never turns a fault into a denial.
 hash
     A stored password hash as it stands in a password file (``$2y$05$...``, ``$apr1$...``);

@@ -209,7 +209,7 @@ def _header(req: Any, name: str) -> str | bytes | None:
 def accesshandler(req: Any) -> int:
     """PythonAccessHandler (optional): the lockout's first look, before any credential.
 
-    Where ``authn.source`` is set and ``authn.lockout.policy`` is on, a locked client address (or
+    Where ``authn.source`` is set and ``authn.lockout`` is on, a locked client address (or
     a locked (login, address) pair where the login is the account) gets 429 with
     ``Retry-After`` and one denial line; everything else declines. The authen handler's
     reservation still decides for each check.

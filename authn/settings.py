@@ -1,7 +1,7 @@
 """``PythonOption`` keys, their defaults and validation: one frozen Settings per option set.
 
 Every key we read is in :data:`OPTIONS`, with its parser and its one-line doc. A bad value
-raises :class:`authn.verdict.ConfigError` whose message names the option, the value and what
+raises :class:`authn.errors.ConfigError` whose message names the option, the value and what
 would be accepted; an unknown ``authn.*`` key is an error too (a typo must not silently
 switch a rule off). Keys that do not start with ``authn.`` belong to others and are ignored.
 
@@ -62,7 +62,7 @@ class LdapSettings:
 
 @dataclass(frozen=True, slots=True)
 class LockoutSettings:
-    """``authn.lockout.policy.*``: counting failures and refusing guessers (:mod:`authn.lockout.policy`)."""
+    """``authn.lockout.*``: counting failures and refusing guessers (:mod:`authn.lockout.policy`)."""
 
     enabled: bool = True
     threshold: int = DEFAULT_THRESHOLD
@@ -75,7 +75,7 @@ class LockoutSettings:
 
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
-    """``authn.cache.verdicts.*``: the verified-credential cache (:mod:`authn.cache.verdicts`)."""
+    """``authn.cache.*``: the verified-credential cache (:mod:`authn.cache.verdicts`)."""
 
     ttl: int = 300
     dir: str = "/var/cache/authn"

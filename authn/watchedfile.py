@@ -29,7 +29,7 @@ never ignored until its timestamp comes.
 The first look of a process reads the file at once: there is no previous answer to give
 meanwhile.
 
-Errors: a file that cannot be read raises :class:`authn.verdict.SourceUnavailable` naming
+Errors: a file that cannot be read raises :class:`authn.errors.SourceUnavailable` naming
 the path and the OS error, every time it is asked for (fail closed), until it can be read.
 The server only reads; it never writes the file.
 """

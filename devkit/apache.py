@@ -13,7 +13,7 @@ Used by the tests, ``make demo`` and the benchmark, so that all three run the sh
   with "Address already in use" while the other program answers, and :class:`PortInUse` is
   raised.
 * Everything it writes stays in its work folder: ``TMPDIR`` points there (the default lockout
-  folder follows it) and so does a server-level ``authn.cache.verdicts.dir`` (a location may set its
+  folder follows it) and so does a server-level ``authn.cache.dir`` (a location may set its
   own), never ``/tmp`` or ``/var/cache/authn``.
 * It dies with the process that started it (even one killed by SIGKILL), and ``stop()`` is
   SIGTERM, wait, then SIGKILL to whatever is left in its process group. ``error_log()`` is

@@ -8,7 +8,7 @@ soon the whole file) in the resident memory of each of 20 or more children, thou
 cache holds them once for the machine. The store knows nothing of users or verdicts: it maps a
 32-byte key (an HMAC the caller computed) to ``(expires, generation, payload)``.
 
-The folder (``authn.cache.verdicts.dir``) holds two files, both owned by the Apache run user:
+The folder (``authn.cache.dir``) holds two files, both owned by the Apache run user:
 
 * ``key``: 32 random bytes, mode 0600, made once (write a temp file, then ``link`` it into
   place, so concurrent children agree on one key);

@@ -7,7 +7,7 @@ check runs once per TTL on the whole machine instead of on every request.
 What is stored, and what is not
 -------------------------------
 * The entry key is ``HMAC-SHA256(secret, chain identity, user, password)``. The password is
-  never stored, in memory or on disk; the secret is 32 random bytes in ``authn.cache.verdicts.dir``.
+  never stored, in memory or on disk; the secret is 32 random bytes in ``authn.cache.dir``.
 * The value is the granted verdict only (source name, groups, attributes), its expiry, and a
   digest of the generation of every source of the chain (for the password file: device,
   inode, size, mtime, ctime). A changed source makes every entry of the old generation a miss at
@@ -15,7 +15,7 @@ What is stored, and what is not
 * Denials are never stored: a wrong password never matches an entry's key, so it always runs
   the full check. Comparisons of keys and tags are constant-time.
 * An entry is valid while ``now < expires <= now + ttl``: a clock stepped back, or a lowered
-  ``authn.cache.verdicts.ttl``, cannot stretch its life.
+  ``authn.cache.ttl``, cannot stretch its life.
 
 Two layers: a small per-process dict (:data:`LOCAL_ENTRIES` entries, no I/O, about 2 us a
 hit) in front of the machine-wide :class:`authn.cache.shared.SharedStore`. When the folder
@@ -116,7 +116,7 @@ def local_entries() -> int:
 def chain_identity(settings: Settings) -> bytes:
     """What distinguishes one chain of sources from another, stable across processes.
 
-    Every setting except the cache's own (``authn.cache.verdicts.*``) counts: two locations share
+    Every setting except the cache's own (``authn.cache.*``) counts: two locations share
     entries only when they would ask the same sources the same way. The parts are frozen
     dataclasses of str, int, bool and tuples, whose repr is the same in every process.
     """
@@ -228,7 +228,7 @@ class VerdictCache:
 
 
 def cache_for(settings: Settings, sources: Sequence[CredentialSource]) -> VerdictCache | None:
-    """The cache of a location's settings; None when ``authn.cache.verdicts.ttl`` is 0."""
+    """The cache of a location's settings; None when ``authn.cache.ttl`` is 0."""
     part = settings.cache
     if part.ttl <= 0 or not sources:
         return None

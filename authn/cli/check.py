@@ -21,7 +21,7 @@ is wrong, 1 when something is, 2 when the configuration cannot be read. What is 
   the server applies), and blocks whose option set is incomplete;
 * blocks that set ``authn.source`` while no ``PythonAuthenHandler authn.handlers`` stands at
   server level;
-* the verified-credential cache folder (``authn.cache.verdicts.dir``, default ``/var/cache/authn``)
+* the verified-credential cache folder (``authn.cache.dir``, default ``/var/cache/authn``)
   missing, not owned by the Apache user, or under a ``DocumentRoot``: authn then keeps a
   small cache per process and checks each password hash in full once per process.
 """

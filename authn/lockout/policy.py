@@ -8,10 +8,10 @@ address Apache gives us
 (``req.useragent_ip``; behind a proxy, mod_remoteip sets it from the proxy's header; we never
 read a forwarding header ourselves):
 
-* the **pair** key, (account, client address): once ``authn.lockout.policy.threshold`` failures
+* the **pair** key, (account, client address): once ``authn.lockout.threshold`` failures
   (default 10) are counted within the window, that user is locked out *from that address
   only*;
-* the **client** key, the address alone: once ``authn.lockout.policy.client_threshold`` failures
+* the **client** key, the address alone: once ``authn.lockout.client_threshold`` failures
   (default 100) are counted for any users, the whole address is locked out, which stops one
   address from trying many user names.
 
@@ -20,7 +20,7 @@ let an attacker lock a real user out from everywhere, the user's own address inc
 guesser elsewhere therefore never locks the user out; what the guesser can do from one
 address is ``threshold`` guesses per user and ``client_threshold`` guesses in all per window.
 
-A window starts with the first failure of a key and lasts ``authn.lockout.policy.window`` seconds
+A window starts with the first failure of a key and lasts ``authn.lockout.window`` seconds
 (default 600); the counter then starts again from zero. While a key is locked its requests
 are refused before any password is checked (429 with ``Retry-After``) and are not counted, so
 the lockout ends at a time known in advance. A successful login clears the pair counter (a
@@ -449,7 +449,7 @@ _by_settings: dict[int, tuple[Settings, Lockout | None]] = {}
 
 
 def lockout_for(settings: Settings) -> Lockout | None:
-    """The Lockout of a location's settings, or None when ``authn.lockout.policy`` is off.
+    """The Lockout of a location's settings, or None when ``authn.lockout`` is off.
 
     Built once per distinct configuration and kept for the life of the process. A store that
     cannot even be set up (redis-py missing) gives a Lockout over a store that always fails,

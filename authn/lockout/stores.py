@@ -160,7 +160,7 @@ class FailureMarks:
 
 
 def default_folder() -> str:
-    """The folder used when ``authn.lockout.policy.dir`` is not set: private to the Apache user."""
+    """The folder used when ``authn.lockout.dir`` is not set: private to the Apache user."""
     # tempfile.gettempdir()'s variables, without importing tempfile (and shutil, bz2, lzma)
     # into every Apache child
     tmp = next((os.environ[v] for v in ("TMPDIR", "TEMP", "TMP") if os.environ.get(v)), "/tmp")  # noqa: S108 - vetted 0700 folder

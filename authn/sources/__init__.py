@@ -1,7 +1,7 @@
 """Credential sources and group sources.
 
 A credential source has a ``name`` and a ``check(user, password) -> Verdict`` method. It
-answers unknown / denied / granted and raises :class:`authn.verdict.SourceUnavailable` only
+answers unknown / denied / granted and raises :class:`authn.errors.SourceUnavailable` only
 for infrastructure faults. Sources know nothing of Apache, caches or lockout.
 """
 
