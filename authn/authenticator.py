@@ -8,6 +8,7 @@ path, shared by every location that names the same file) stay warm between reque
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -144,6 +145,22 @@ class Authenticator:
             if self.directory.in_any_group(verdict, (name,)):
                 return dataclasses.replace(verdict, groups=verdict.groups | {name})
         return verdict
+
+    def fingerprint(self, user: str, verdict: Verdict) -> str | None:
+        """What a session keeps of the credential it was granted on, to end it when that
+        changes: for a password file, a digest of the user's stored hash (a new password, a
+        deleted or disabled user gives another value or None, within the second the file
+        takes to reload); for a directory, the entry's DN (a renamed or deleted entry ends
+        its sessions when the verdict is checked again). Raises SourceUnavailable."""
+        if verdict.source == "file":
+            for source in self.sources:
+                if isinstance(source, PasswordFile):
+                    stored = source.table().hashes.get(user)
+                    if stored is None or stored.startswith("!"):
+                        return None
+                    return hashlib.sha256(stored.encode("latin-1")).hexdigest()[:32]
+            return None
+        return self.identity(user, verdict)
 
     @property
     def has_group_rule(self) -> bool:

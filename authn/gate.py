@@ -28,9 +28,11 @@ import threading
 from dataclasses import dataclass
 
 from authn.authenticator import Authenticator
-from authn.errors import SourceUnavailable
+from authn.errors import SourceUnavailable, StoreUnavailable
 from authn.lockout.policy import Decision, Lockout, Reservation, Settled, lockout_for
-from authn.verdict import Reason, Verdict
+from authn.sessions.otp import Enrolment, SecretsFile, matching_step, recovery_hash
+from authn.sessions.sessions import Sessions, realm_of, store_for
+from authn.verdict import Reason, Verdict, decode_granted, encode_granted
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,15 @@ class Unavailable:
     reason: Reason = Reason.DIRECTORY_DOWN
 
 
-Answer = Granted | Refused | Throttled | Unavailable
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """A sign-in succeeded: set the session cookie ``token`` and send the browser on."""
+
+    verdict: Verdict
+    token: str
+
+
+Answer = Granted | Refused | Throttled | Unavailable | SignedIn
 
 
 class _Stop(Exception):
@@ -96,6 +106,110 @@ class Gate:
     def __init__(self, authenticator: Authenticator, lockout: Lockout | None) -> None:
         self.authenticator = authenticator
         self.lockout = lockout
+        settings = authenticator.settings
+        self.login = settings.login
+        self._sessions: Sessions | None = None
+        self.realm = realm_of(settings)
+        self._otp = SecretsFile(settings.login.otp_file) if settings.login.otp_file else None
+
+    @property
+    def sessions(self) -> Sessions:
+        """The location's sessions (opened on first use; raises StoreUnavailable)."""
+        if self._sessions is None:
+            self._sessions = Sessions(store_for(self.authenticator.settings), self.login)
+        return self._sessions
+
+    @property
+    def asks_code(self) -> bool:
+        return self._otp is not None
+
+    # --- sessions ------------------------------------------------------------------------
+
+    def resume(self, token: str) -> Answer | None:
+        """The answer for a request that carries a session cookie: Granted (the group rule
+        applied to the session's user) or Refused by the group rule; None when the session
+        is not valid here (unknown, logged out, timed out, another realm, or its credential
+        changed: a new password, a deleted or disabled user)."""
+        try:
+            session = self.sessions.find(token, self.realm)
+        except StoreUnavailable as exc:
+            return Unavailable("", "sessions", 503, str(exc), Reason.DIRECTORY_DOWN)
+        if session is None:
+            return None
+        verdict = decode_granted(session.user, session.verdict)
+        try:
+            if self.authenticator.fingerprint(session.user, verdict) != session.fingerprint:
+                return None
+        except SourceUnavailable as exc:
+            return unavailable(session.user, exc)
+        return self.authorize(session.user, verdict)
+
+    def sign_in(self, client: str, user: str, password: bytes, code: str = "") -> Answer:
+        """A sign-in form's credentials: :meth:`admit` (lockout, cache, sources, group rule),
+        then the second factor for an enrolled user (a reserved check like the password's:
+        a wrong or reused code counts), then a new session: SignedIn with its token."""
+        answer = self.admit(client, user, password)
+        if not isinstance(answer, Granted):
+            return answer
+        verdict = answer.verdict
+        if self._otp is not None:
+            refused = self._second_factor(client, user, verdict, code)
+            if refused is not None:
+                return refused
+        auth = self.authenticator
+        try:
+            fingerprint = auth.fingerprint(verdict.user, verdict)
+            if fingerprint is None:  # removed between the check and now
+                return Refused(user, verdict.source, Reason.UNKNOWN_USER)
+            token = self.sessions.start(
+                verdict.user, self.realm, fingerprint, encode_granted(verdict).decode()
+            )
+        except SourceUnavailable as exc:
+            return unavailable(user, exc)
+        except StoreUnavailable as exc:
+            return Unavailable(user, "sessions", 503, str(exc), Reason.DIRECTORY_DOWN)
+        return SignedIn(verdict, token)
+
+    def _second_factor(self, client: str, user: str, verdict: Verdict, code: str) -> Answer | None:
+        assert self._otp is not None
+        try:
+            enrolment = self._otp.enrolment(user)
+        except SourceUnavailable as exc:
+            return unavailable(user, exc)
+        if enrolment is None:
+            if self.login.otp_optional:
+                return None
+            return Refused(user, "otp", Reason.NOT_ENROLLED)
+        lockout = self.lockout
+        reservation = None
+        if lockout is not None:
+            reservation = lockout.reserve(client, self.authenticator.identity(user, verdict))
+            if reservation.decision.locked:
+                return _throttled(user, reservation.decision)
+        try:
+            right = self._code_is_right(user, enrolment, code)
+        except StoreUnavailable as exc:
+            if lockout is not None and reservation is not None:
+                lockout.settle(reservation, "fault")
+            return Unavailable(user, "sessions", 503, str(exc), Reason.DIRECTORY_DOWN)
+        if lockout is not None and reservation is not None:
+            lockout.settle(reservation, "granted" if right else "failed")
+        return None if right else Refused(user, "otp", Reason.BAD_CODE)
+
+    def _code_is_right(self, user: str, enrolment: Enrolment, code: str) -> bool:
+        """A TOTP code of this step (+/- one), or an unused recovery code; each works once."""
+        store = self.sessions.store
+        step = matching_step(enrolment.secret, code)
+        if step is not None:
+            return store.use_code(user, step)
+        digest = recovery_hash(code)
+        if code.strip() and digest in enrolment.recovery:
+            return store.use_code(f"{user}\0recovery:{digest}", 1)
+        return False
+
+    def sign_out(self, token: str) -> None:
+        """Log out: the session ends at once for every process (raises StoreUnavailable)."""
+        self.sessions.end(token)
 
     def screen(self, client: str, user: str | None) -> Throttled | None:
         """Before anything else (the access handler): a locked client, or a locked pair when

@@ -27,19 +27,26 @@ Require lines still apply), and ``statushandler`` (a content handler for the sta
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from mod_python import apache
 
 from authn.authenticator import authenticator_for
-from authn.errors import ConfigError
-from authn.gate import Answer, Gate, Granted, Refused, Throttled, Unavailable, gate_for
-from authn.httpd.basicauth import basic_user
+from authn.errors import ConfigError, StoreUnavailable
+from authn.gate import Answer, Gate, Granted, Refused, SignedIn, Throttled, Unavailable, gate_for
+from authn.httpd.basicauth import basic_user, parse_basic
 from authn.httpd.logtext import quote
+from authn.sessions import web
+from authn.sessions.sessions import COOKIE
 from authn.settings import ACTIVATE_AUTHN, ACTIVATE_AUTHZ
 from authn.verdict import Reason, Verdict
 
+_contexts_written: set[str] = set()  # sign-in contexts this process stored already
+HTTP_SEE_OTHER = 303
 _VERDICT_ATTR = "authn_verdict"
 _GROUPS_ATTR = "authn_groups_checked"  # the group rule ran for this request
 HTTP_TOO_MANY_REQUESTS = 429
@@ -154,6 +161,8 @@ def _answer(req: Any, gate: Gate, answer: Answer) -> int:
             # one denial line per refused request too, for people reading the log
             _log_denial(req, user, source, reason)
             return status
+        case SignedIn():
+            raise AssertionError("a sign-in answers on the sign-in page, not here")
     raise AssertionError(f"not an Answer: {answer!r}")
 
 
@@ -169,6 +178,8 @@ def authenhandler(req: Any) -> int:
     gate = _gate_or_status(req, ACTIVATE_AUTHN)
     if isinstance(gate, int):
         return gate
+    if gate.login.form:
+        return _form_location(req, gate)
     password = req.get_basic_auth_pw()
     user = req.user
     if password is None or user is None:
@@ -176,6 +187,70 @@ def authenhandler(req: Any) -> int:
     answer = gate.admit(_client(req), user, password.encode("latin-1"))
     setattr(req, _GROUPS_ATTR, True)
     return _answer(req, gate, answer)
+
+
+def _form_location(req: Any, gate: Gate) -> int:
+    """A location with ``authn.login form`` (``conf/authn-form.conf``): a valid session cookie
+    lets the request in; a browser without one is sent to the sign-in page (303); another
+    client gets 401. With ``"form basic"`` a request with Basic credentials is checked as on
+    a Basic location (the AuthType is not Basic, so authn reads the header itself)."""
+    authorization = _header(req, "Authorization")
+    if gate.login.basic and authorization is not None:
+        return _basic_on_form_location(req, gate, authorization)
+    token = web.cookies(_text_header(req, "Cookie")).get(COOKIE)
+    if token:
+        answer = gate.resume(token)
+        if answer is not None:
+            setattr(req, _GROUPS_ATTR, True)
+            if isinstance(answer, Granted):
+                req.user = answer.verdict.user
+                req.ap_auth_type = "form"
+                # a signed-out browser's back button must not show the page from its cache
+                req.err_headers_out["Cache-Control"] = "no-store"
+            return _answer(req, gate, answer)
+    if not web.is_browser(req.method, _text_header(req, "Accept")):
+        return _unauthorized(req, gate)
+    try:
+        context = _sign_in_context(req, gate)
+    except StoreUnavailable as exc:
+        return _answer(req, gate, Unavailable("", "sessions", 503, str(exc), Reason.DIRECTORY_DOWN))
+    target = web.local_path(_unparsed_uri(req))
+    query = urlencode({"context": context, "return": target})
+    req.err_headers_out["Location"] = f"{gate.login.url}/login?{query}"
+    req.err_headers_out["Cache-Control"] = "no-store"
+    return HTTP_SEE_OTHER
+
+
+def _unauthorized(req: Any, gate: Gate) -> int:
+    """401; with a Basic challenge where Basic is accepted (``"form basic"``)."""
+    if gate.login.basic:
+        realm = (req.auth_name() or "").replace("\\", "\\\\").replace('"', '\\"')
+        req.err_headers_out["WWW-Authenticate"] = f'Basic realm="{realm}"'
+    return int(apache.HTTP_UNAUTHORIZED)
+
+
+def _basic_on_form_location(req: Any, gate: Gate, authorization: str | bytes) -> int:
+    credentials = parse_basic(authorization)
+    if credentials is None or not credentials[0]:
+        return _unauthorized(req, gate)
+    user, password = credentials
+    req.user = user
+    req.ap_auth_type = "Basic"
+    setattr(req, _GROUPS_ATTR, True)
+    status = _answer(req, gate, gate.admit(_client(req), user, password.encode("latin-1")))
+    return _unauthorized(req, gate) if status == apache.HTTP_UNAUTHORIZED else status
+
+
+def _sign_in_context(req: Any, gate: Gate) -> str:
+    """The key under which the sign-in page finds this location's options (written to the
+    session store once per process and key: the page's URL carries only the key)."""
+    options = sorted((k, v) for k, v in req.get_options().items() if k.startswith("authn."))
+    payload = json.dumps({"options": options, "realm": req.auth_name() or ""}, separators=(",", ":"))
+    key = hashlib.sha256(payload.encode()).hexdigest()[:32]
+    if key not in _contexts_written:
+        gate.sessions.store.put_context(key, payload)
+        _contexts_written.add(key)
+    return key
 
 
 def authzhandler(req: Any) -> int:
@@ -204,6 +279,19 @@ def _header(req: Any, name: str) -> str | bytes | None:
     except UnicodeDecodeError as exc:
         return bytes(exc.object)
     return None if value is None else str(value)
+
+
+def _text_header(req: Any, name: str) -> str | None:
+    """A request header as text; None when absent or not UTF-8."""
+    value = _header(req, name)
+    return value if isinstance(value, str) else None
+
+
+def _unparsed_uri(req: Any) -> str:
+    try:
+        return str(req.unparsed_uri)
+    except UnicodeDecodeError as exc:
+        return bytes(exc.object).decode("latin-1")
 
 
 def accesshandler(req: Any) -> int:
@@ -239,3 +327,72 @@ def statushandler(req: Any) -> int:
     req.headers_out["Cache-Control"] = "no-store"
     req.write(text.encode("utf-8"))
     return int(apache.OK)
+
+
+# --- the sign-in pages (conf/authn-login.conf) ----------------------------------------------
+
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def loginhandler(req: Any) -> int:
+    """PythonHandler ``authn.handlers::loginhandler`` at ``<authn.login.url>/``: the sign-in
+    page (``/authn/login``: GET shows the form, POST signs in) and the sign-out page
+    (``/authn/logout``: GET asks, POST signs out). See :mod:`authn.sessions`."""
+    from authn.sessions import signin  # only where the sign-in pages are mounted
+
+    try:
+        return signin.serve(req, _SignInRequest(req))
+    except ConfigError as exc:
+        req.log_error(f"authn: configuration error: {exc}", apache.APLOG_ERR)
+        return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+
+
+class _SignInRequest:
+    """The plain values the sign-in pages need from ``req``, and the writes back."""
+
+    def __init__(self, req: Any) -> None:
+        self._req = req
+        self.method = str(req.method)
+        self.path = _uri(req)
+        self.client = _client(req)
+        self.options = dict(req.get_options())
+        self.secure = bool(req.is_https())
+        try:
+            self.query = str(req.args or "")
+        except UnicodeDecodeError:
+            self.query = ""
+        self.cookie_header = _text_header(req, "Cookie")
+        self.content_type = _text_header(req, "Content-Type") or ""
+        try:
+            self.length = int(_text_header(req, "Content-Length") or "0")
+        except ValueError:
+            self.length = -1
+
+    def body(self) -> bytes:
+        return bytes(self._req.read(self.length)) if self.length > 0 else b""
+
+    def respond(self, status: int, html: str, cookies: list[str], headers: dict[str, str]) -> int:
+        req = self._req
+        for cookie in cookies:
+            req.err_headers_out.add("Set-Cookie", cookie)
+        for name, value in {**_PAGE_HEADERS, **headers}.items():
+            req.err_headers_out[name] = value
+        if 300 <= status < 400:
+            return status
+        req.status = status
+        req.content_type = "text/html; charset=utf-8"
+        if self.method != "HEAD":
+            req.write(html.encode("utf-8"))
+        return int(apache.OK)
+
+    def log_denial(self, user: str, source: str, reason: Reason) -> None:
+        _log_denial(self._req, user, source, reason)
+
+    def log_error(self, text: str) -> None:
+        self._req.log_error(text, apache.APLOG_ERR)

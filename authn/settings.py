@@ -83,6 +83,22 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginSettings:
+    """``authn.login*``, ``authn.session.*``, ``authn.otp.*``: how people sign in
+    (:mod:`authn.signin`): Basic, a sign-in form with a session cookie, or both; the
+    session's timeouts; the second factor."""
+
+    form: bool = False  #: a browser without a session is sent to the sign-in page
+    basic: bool = True  #: Basic credentials are accepted
+    url: str = "/authn"  #: where the sign-in pages are (``/authn/login``, ``/authn/logout``)
+    template: str | None = None  #: an HTML template replacing the shipped sign-in page
+    idle: int = 1800  #: seconds without a request after which a session ends
+    lifetime: int = 43200  #: seconds after sign-in after which a session ends
+    otp_file: str | None = None  #: TOTP secrets of enrolled users (``authn otp enroll``)
+    otp_optional: bool = False  #: users not enrolled may sign in with a password alone
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The validated configuration of one protected location, in typed parts."""
 
@@ -93,6 +109,7 @@ class Settings:
     ldap: LdapSettings = LdapSettings()
     lockout: LockoutSettings = LockoutSettings()
     cache: CacheSettings = CacheSettings()
+    login: LoginSettings = LoginSettings()
 
 
 # --- value parsers: each returns the value or raises ValueError("what is accepted") --------
@@ -138,6 +155,20 @@ def _redis_url(value: str) -> str:
     if not value.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("give a URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)")
     return value
+
+
+def _login_modes(value: str) -> tuple[bool, bool]:
+    words = set(split_words(value.lower()))
+    if not words or not words <= {"basic", "form"}:
+        raise ValueError('use basic, form, or "form basic" (browsers get the form, scripts may send Basic)')
+    return "form" in words, "basic" in words
+
+
+def _url_path(value: str) -> str:
+    text = value.strip().rstrip("/")
+    if not text.startswith("/") or any(c in text for c in "?#\\ \"'<>") or "//" in text:
+        raise ValueError("give a local path such as /authn (no query, no spaces)")
+    return text
 
 
 def _sources(value: str) -> tuple[str, ...]:
@@ -375,6 +406,50 @@ OPTIONS: dict[str, Option] = {
             _int_in(64, 4194304),
             "slots of the machine-wide cache file, 512 bytes each (default 16384)",
         ),
+        # --- sign-in ---
+        Option(
+            "authn.login",
+            "login.mode",
+            _login_modes,
+            'basic (default), form (a sign-in page and a session cookie) or "form basic" '
+            "(browsers get the form, scripts may still send Basic)",
+        ),
+        Option(
+            "authn.login.url",
+            "login.url",
+            _url_path,
+            "where the sign-in pages are: <url>/login and <url>/logout (conf/authn-login.conf)",
+        ),
+        Option(
+            "authn.login.template",
+            "login.template",
+            _absolute_path,
+            "an HTML file replacing the shipped sign-in page ($realm, $message, $form_fields...)",
+        ),
+        Option(
+            "authn.session.idle",
+            "login.idle",
+            _seconds,
+            "seconds without a request after which a session ends (default 1800)",
+        ),
+        Option(
+            "authn.session.lifetime",
+            "login.lifetime",
+            _seconds,
+            "seconds after sign-in after which a session ends, however active (default 43200)",
+        ),
+        Option(
+            "authn.otp.file",
+            "login.otp_file",
+            _absolute_path,
+            "TOTP secrets (authn otp enroll): an enrolled user must give a code after the password",
+        ),
+        Option(
+            "authn.otp.optional",
+            "login.otp_optional",
+            parse_switch,
+            "on: users not enrolled in authn.otp.file may sign in with the password alone (default off)",
+        ),
     )
 }
 
@@ -382,7 +457,7 @@ OPTIONS: dict[str, Option] = {
 def parse_settings(options: Iterable[tuple[str, str]]) -> Settings:
     """Validate ``authn.*`` options into Settings; raises ConfigError naming the option."""
     values: dict[str, Any] = {}
-    parts: dict[str, dict[str, Any]] = {"ldap": {}, "lockout": {}, "cache": {}}
+    parts: dict[str, dict[str, Any]] = {"ldap": {}, "lockout": {}, "cache": {}, "login": {}}
     for key, value in options:
         if not key.startswith(PREFIX):
             continue
@@ -398,15 +473,34 @@ def parse_settings(options: Iterable[tuple[str, str]]) -> Settings:
         except ValueError as exc:
             raise ConfigError(key, f"bad value {value!r}: {exc}") from None
         part, _, name = option.field.rpartition(".")
+        if option.field == "login.mode":
+            parts["login"]["form"], parts["login"]["basic"] = parsed
+            continue
         (parts[part] if part else values)[name] = parsed
     settings = Settings(
         **values,
         ldap=LdapSettings(**parts["ldap"]),
         lockout=LockoutSettings(**parts["lockout"]),
         cache=CacheSettings(**parts["cache"]),
+        login=LoginSettings(**parts["login"]),
     )
     _check_consistency(settings)
     return settings
+
+
+def store_settings(options: Mapping[str, str]) -> Settings:
+    """Settings holding only the ``authn.lockout.*`` part of ``options`` (where the lockout
+    counters and the sessions live), for a location that checks no password itself: the
+    sign-in pages. Raises ConfigError for a bad value, like :func:`parse_settings`."""
+    part: dict[str, Any] = {}
+    for key, value in options.items():
+        option = OPTIONS.get(key)
+        if option is not None and option.field.startswith("lockout."):
+            try:
+                part[option.field.partition(".")[2]] = option.parse(value)
+            except ValueError as exc:
+                raise ConfigError(key, f"bad value {value!r}: {exc}") from None
+    return Settings(lockout=LockoutSettings(**part))
 
 
 def _check_consistency(settings: Settings) -> None:
@@ -500,6 +594,8 @@ def _default_text(value: object) -> str:
 
 def default_of(option: Option) -> str:
     """The default value of ``option`` as an admin would write it."""
+    if option.field == "login.mode":
+        return "basic"
     part, _, name = option.field.rpartition(".")
     holder: object = getattr(Settings(), part) if part else Settings()
     return _default_text(getattr(holder, name))
@@ -510,6 +606,7 @@ _SECTIONS = (
     ("ldap", "LDAP and Active Directory (`authn.ldap.*`)"),
     ("lockout", "Lockout (`authn.lockout.*`)"),
     ("cache", "Verified-credential cache (`authn.cache.*`)"),
+    ("login", "Sign-in from a browser (`authn.login*`, `authn.session.*`, `authn.otp.*`)"),
 )
 
 

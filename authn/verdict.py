@@ -8,6 +8,7 @@ exceptions of :mod:`authn.errors`.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -27,6 +28,8 @@ class Reason(enum.StrEnum):
     BAD_PASSWORD = "bad password"  # noqa: S105 - a reason, not a password
     ACCOUNT_DISABLED = "account disabled"  #: a disabled account (``!`` line, AD flag)
     ACCOUNT_REFUSED = "account refused"  #: the directory refuses the account (expired, locked...)
+    BAD_CODE = "bad code"  #: the password was right, the second factor's code is wrong or reused
+    NOT_ENROLLED = "second factor not enrolled"  #: a code is required and the user has none
     #: refused before any check: nothing was tried
     EMPTY_PASSWORD = "empty password"  # noqa: S105 - a reason, not a password
     LOCKED_OUT = "locked out"  #: too many failures: refused before any check (429)
@@ -39,7 +42,13 @@ class Reason(enum.StrEnum):
 #: before any check, so it tells a guesser nothing and costs no store write (a flood of them
 #: must not be able to keep the lockout store busy).
 COUNTED: frozenset[Reason] = frozenset(
-    {Reason.UNKNOWN_USER, Reason.BAD_PASSWORD, Reason.ACCOUNT_DISABLED, Reason.ACCOUNT_REFUSED}
+    {
+        Reason.UNKNOWN_USER,
+        Reason.BAD_PASSWORD,
+        Reason.ACCOUNT_DISABLED,
+        Reason.ACCOUNT_REFUSED,
+        Reason.BAD_CODE,
+    }
 )
 #: What the shipped fail2ban filter matches: the counted guesses and the refusals of a client
 #: that is already locked out.
@@ -100,3 +109,18 @@ class Verdict:
         cls, user: str, source: str, reason: Reason = Reason.BAD_PASSWORD, detail: str = ""
     ) -> Verdict:
         return cls(Outcome.DENIED, user, source, reason, detail=detail)
+
+
+def encode_granted(verdict: Verdict) -> bytes:
+    """A granted verdict as compact JSON (source, groups, attributes; never a password), for
+    the caches and sessions that keep it; :func:`decode_granted` gives it back."""
+    attrs = {k: list(v) for k, v in verdict.attrs.items()}
+    data = [verdict.source, sorted(verdict.groups), attrs]
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def decode_granted(user: str, payload: bytes | str) -> Verdict:
+    source, groups, attrs = json.loads(payload)
+    return Verdict.grant(
+        user, source, frozenset(groups), MappingProxyType({k: tuple(v) for k, v in attrs.items()})
+    )

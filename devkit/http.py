@@ -7,17 +7,31 @@ from __future__ import annotations
 
 import base64
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
 class Response:
     status: int
-    headers: dict[str, str]
+    headers: dict[str, str]  #: lower-case name -> value (the last of a repeated header)
     body: bytes
+    all_headers: list[tuple[str, str]] = field(default_factory=list)  #: every header, in order
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+    def set_cookies(self) -> dict[str, str]:
+        """The ``Set-Cookie`` headers by cookie name: name -> the whole header value."""
+        found = {}
+        for name, value in self.all_headers:
+            if name.lower() == "set-cookie":
+                found[value.split("=", 1)[0].strip()] = value
+        return found
+
+    def cookie(self, name: str) -> str | None:
+        """The value a ``Set-Cookie`` gives cookie ``name`` (None when not set)."""
+        header = self.set_cookies().get(name)
+        return None if header is None else header.split("=", 1)[1].split(";", 1)[0]
 
 
 def basic(user: bytes | str, password: bytes | str) -> bytes:
@@ -37,6 +51,7 @@ def request(
     timeout: float = 30.0,
     source: str | None = None,
     host: str = "127.0.0.1",
+    body: bytes | None = None,
 ) -> Response:
     """One request on a new connection (so each may land on any Apache child); ``auth`` is
     the whole Authorization value (see :func:`basic`), ``source`` the address to send from."""
@@ -45,7 +60,9 @@ def request(
         lines.append(b"Authorization: " + (auth.encode("latin-1") if isinstance(auth, str) else auth))
     for name, value in (headers or {}).items():
         lines.append(name.encode() + b": " + (value.encode() if isinstance(value, str) else value))
-    raw = b"\r\n".join(lines) + b"\r\n\r\n"
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}".encode())
+    raw = b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
     address = (source, 0) if source is not None else None
     with socket.create_connection((host, port), timeout, source_address=address) as sock:
         sock.sendall(raw)
@@ -63,12 +80,14 @@ def parse_response(data: bytes, method: str = "GET") -> Response:
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     status = int(status_line.split()[1])
     headers: dict[str, str] = {}
+    everything: list[tuple[str, str]] = []
     for line in header_lines:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
+        everything.append((name.strip(), value.strip()))
     if headers.get("transfer-encoding", "").lower() == "chunked":
         body = _dechunk(body)
-    return Response(status, headers, body)
+    return Response(status, headers, body, everything)
 
 
 def _dechunk(body: bytes) -> bytes:

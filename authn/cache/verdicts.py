@@ -28,19 +28,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import fields
-from types import MappingProxyType
 
 from authn.cache.shared import SharedStore
 from authn.settings import Settings
 from authn.sources import CredentialSource
-from authn.verdict import Verdict
+from authn.verdict import Verdict, decode_granted, encode_granted
 
 log = logging.getLogger("authn")
 
@@ -124,22 +122,6 @@ def chain_identity(settings: Settings) -> bytes:
     return "\n".join(parts).encode()
 
 
-def _encode(verdict: Verdict) -> bytes:
-    attrs = {k: list(v) for k, v in verdict.attrs.items()}
-    data = [verdict.source, sorted(verdict.groups), attrs]
-    return json.dumps(data, separators=(",", ":")).encode()
-
-
-def _decode(user: str, payload: bytes) -> Verdict:
-    source, groups, attrs = json.loads(payload)
-    return Verdict.grant(
-        user,
-        source,
-        frozenset(groups),
-        MappingProxyType({k: tuple(v) for k, v in attrs.items()}),
-    )
-
-
 class VerdictCache:
     """The cache as one chain of sources sees it: ``lookup`` first, ``store_verdict`` after."""
 
@@ -205,7 +187,7 @@ class VerdictCache:
         expires, gen, payload = found
         if not (now < expires <= now + self.ttl and hmac.compare_digest(gen, generation)):
             return None
-        verdict = _decode(user, payload)
+        verdict = decode_granted(user, payload)
         self.local.put(key, (expires, gen, verdict))
         STATS.misses -= 1
         STATS.shared_hits += 1
@@ -222,7 +204,7 @@ class VerdictCache:
         self.local.put(key, (expires, generation, verdict))
         if self.store is not None:
             try:
-                self.store.put(key, expires, generation, _encode(verdict))
+                self.store.put(key, expires, generation, encode_granted(verdict))
             except (OSError, ValueError) as exc:
                 log.warning("authn: cache write failed, entry kept in this process only: %s", exc)
 

@@ -27,6 +27,8 @@ commands:
   enable         let disabled users in again
   import         add many users from CSV or standard input, hashed on all cores
   group          add or remove users in an AuthGroupFile-format group file
+  otp            enroll users in the second factor of sign-in (TOTP), list, remove
+  session        list the signed-in browsers, revoke a user's sessions
   check          find the Apache configuration mistakes that switch protection off
   apache-config  print the Apache lines that load authn from this install
 
@@ -112,6 +114,18 @@ def _apache_config(argv: list[str]) -> int:
     return main(argv)
 
 
+def _otp(argv: list[str]) -> int:
+    from authn.cli.otp import main
+
+    return main(argv)
+
+
+def _session(argv: list[str]) -> int:
+    from authn.cli.session import main
+
+    return main(argv)
+
+
 COMMANDS = {
     "passwd": _passwd,
     "list": _list,
@@ -119,6 +133,8 @@ COMMANDS = {
     "enable": _enable,
     "import": _import,
     "group": _group,
+    "otp": _otp,
+    "session": _session,
     "check": _check,
     "apache-config": _apache_config,
 }

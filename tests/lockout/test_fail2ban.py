@@ -94,6 +94,7 @@ def test_filter_matches_exactly_the_reasons_counted_or_locked() -> None:
     assert set(Reason) - BANNED == {
         Reason.EMPTY_PASSWORD,
         Reason.NOT_IN_GROUP,
+        Reason.NOT_ENROLLED,
         Reason.FILE_UNREADABLE,
         Reason.DIRECTORY_DOWN,
     }

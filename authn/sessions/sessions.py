@@ -1,0 +1,156 @@
+"""Starting, finding and ending sessions (see :mod:`authn.sessions`).
+
+A session is valid for a request when its record exists, it belongs to the location's
+*realm* (the same sources: :func:`realm_of`), it is within its idle timeout and absolute
+lifetime, and the credential it was granted on is unchanged (its *fingerprint*: a password
+change, a deleted or disabled user ends it). A process that checked a session trusts it
+without reading the store again while the store's epoch is unchanged (SQLite: every logout
+or revocation anywhere on the machine changes it) or, with Redis, for
+:data:`~authn.sessions.store.REMOTE_TRUST_SECONDS`; the fingerprint is checked on every
+request (a dict lookup). The last-seen time is written at most every :data:`TOUCH_SECONDS`
+(or a tenth of the idle timeout), not on every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from authn.errors import StoreUnavailable
+from authn.sessions.store import (
+    REMOTE_TRUST_SECONDS,
+    RedisSessions,
+    Session,
+    SessionStore,
+    SqliteSessions,
+    session_id,
+)
+from authn.settings import LoginSettings, Settings
+
+TOUCH_SECONDS = 60.0
+TRUST_MAX = 8192  #: checked sessions a process remembers (all forgotten when full)
+COOKIE = "authn_session"
+
+
+def realm_of(settings: Settings) -> str:
+    """The realm a session belongs to: a digest of the sources a location checks (the
+    sources, the password file, the directory). Locations with the same sources share
+    sessions, whatever their group rules; others need their own sign-in."""
+    text = repr((settings.sources, settings.password_file, settings.ldap))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def new_token() -> str:
+    """A session token: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A valid session for a request."""
+
+    session: Session
+    token: str
+
+
+class Sessions:
+    """The sessions of one store, with one location's timeouts. Thread-safe."""
+
+    def __init__(self, store: SessionStore, login: LoginSettings) -> None:
+        self.store = store
+        self.login = login
+        # session id -> (the session, when this process last read it, the epoch then)
+        self._trusted: dict[str, tuple[Session, float, bytes | None]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, user: str, realm: str, fingerprint: str, verdict: str) -> str:
+        """A new session (a new token at every sign-in: no fixation); returns the token."""
+        token = new_token()
+        now = time.time()
+        self.store.create(
+            Session(session_id(token), user, realm, fingerprint, verdict, now, now, now + self.login.lifetime)
+        )
+        return token
+
+    def find(self, token: str, realm: str) -> Session | None:
+        """The session of ``token`` when it is valid for ``realm`` now (not its fingerprint:
+        the caller compares that with the source). Raises StoreUnavailable."""
+        if not token or len(token) > 128:
+            return None
+        sid = session_id(token)
+        now = time.time()
+        mono = time.monotonic()
+        epoch = self.store.epoch()
+        trusted = self._trusted.get(sid)
+        session: Session | None
+        if (
+            trusted is not None
+            and trusted[2] == epoch
+            and (epoch is not None or mono - trusted[1] < REMOTE_TRUST_SECONDS)
+        ):
+            session = trusted[0]
+        else:
+            session = self.store.get(sid)
+            if session is None:
+                self._trusted.pop(sid, None)
+                return None
+            if len(self._trusted) >= TRUST_MAX:
+                self._trusted.clear()
+            self._trusted[sid] = (session, mono, epoch)
+        if session.realm != realm or now >= session.expires or now >= session.seen + self.login.idle:
+            return None
+        if now - session.seen >= min(TOUCH_SECONDS, self.login.idle / 10):
+            self.store.touch(sid, now)
+            self._trusted[sid] = (
+                Session(*(session.id, session.user, session.realm, session.fingerprint, session.verdict,
+                          session.created, now, session.expires)),
+                mono,
+                epoch,
+            )  # fmt: skip
+        return session
+
+    def end(self, token: str) -> None:
+        """Log out: the record is deleted (every process refuses the cookie from now on)."""
+        sid = session_id(token)
+        self._trusted.pop(sid, None)
+        self.store.delete(sid)
+
+
+_stores: dict[tuple[str, str | None], SessionStore] = {}
+_stores_lock = threading.Lock()
+
+
+def store_for(settings: Settings) -> SessionStore:
+    """The session store where the location's lockout counters live (one per place and
+    process): Redis for ``authn.lockout.store redis``, else SQLite in ``authn.lockout.dir``
+    or the lockout's default private folder (one database per Apache instance)."""
+    part = settings.lockout
+    where = part.redis if part.store == "redis" else part.dir
+    key = (part.store, where)
+    found = _stores.get(key)
+    if found is None:
+        with _stores_lock:
+            found = _stores.get(key)
+            if found is None:
+                if part.store == "redis":
+                    assert where is not None
+                    try:
+                        found = RedisSessions(where)
+                    except StoreUnavailable:
+                        raise
+                    except Exception as exc:  # a URL redis-py refuses
+                        raise StoreUnavailable(f"session store redis: cannot use {where!r}: {exc}") from None
+                elif where is None:
+                    from authn.lockout.stores import default_folder
+
+                    found = SqliteSessions(
+                        default_folder(), f"apache-{os.getppid()}.sqlite3.sessions", private=True
+                    )
+                else:
+                    found = SqliteSessions(where)
+                _stores[key] = found
+    return found
