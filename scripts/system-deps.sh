@@ -9,6 +9,7 @@ packages=(
   redis-server fail2ban
   python3 python3-venv python3-dev gcc libldap2-dev libsasl2-dev
   make curl openssl wrk
+  chromium chromium-driver
   "$@"
 )
 
