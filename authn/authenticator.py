@@ -150,8 +150,9 @@ class Authenticator:
         """What a session keeps of the credential it was granted on, to end it when that
         changes: for a password file, a digest of the user's stored hash (a new password, a
         deleted or disabled user gives another value or None, within the second the file
-        takes to reload); for a directory, the entry's DN (a renamed or deleted entry ends
-        its sessions when the verdict is checked again). Raises SourceUnavailable."""
+        takes to reload); for a directory, the entry's DN and its password-change time
+        (:meth:`~authn.sources.ldap.directory.Directory.credential_mark`: None when the entry
+        is gone, disabled, locked or expired). Raises SourceUnavailable."""
         if verdict.source == "file":
             for source in self.sources:
                 if isinstance(source, PasswordFile):
@@ -160,7 +161,14 @@ class Authenticator:
                         return None
                     return hashlib.sha256(stored.encode("latin-1")).hexdigest()[:32]
             return None
-        return self.identity(user, verdict)
+        directory = self.directory
+        dn = verdict.attrs.get("dn", ())
+        if directory is None or verdict.source != directory.name or not dn:
+            return self.identity(user, verdict)
+        mark = directory.credential_mark(dn[0])
+        if mark is None:
+            return None
+        return hashlib.sha256(f"{self.identity(user, verdict)}|{mark}".encode()).hexdigest()[:32]
 
     @property
     def has_group_rule(self) -> bool:

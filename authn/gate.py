@@ -25,6 +25,7 @@ What counts is :data:`authn.verdict.COUNTED`; every refusal carries its
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 from authn.authenticator import Authenticator
@@ -111,6 +112,7 @@ class Gate:
         self._sessions: Sessions | None = None
         self.realm = realm_of(settings)
         self._otp = SecretsFile(settings.login.otp_file) if settings.login.otp_file else None
+        self._rechecked: dict[str, float] = {}  # session id -> when to ask the directory again
 
     @property
     def sessions(self) -> Sessions:
@@ -137,11 +139,21 @@ class Gate:
         if session is None:
             return None
         verdict = decode_granted(session.user, session.verdict)
-        try:
-            if self.authenticator.fingerprint(session.user, verdict) != session.fingerprint:
-                return None
-        except SourceUnavailable as exc:
-            return unavailable(session.user, exc)
+        # A password file answers from memory: its entry is compared on every request. A
+        # directory is asked again at most once per cache TTL per process (like a cached
+        # password): a changed password, a disabled or deleted entry ends the session then.
+        now = time.monotonic()
+        if verdict.source == "file" or now >= self._rechecked.get(session.id, 0.0):
+            try:
+                if self.authenticator.fingerprint(session.user, verdict) != session.fingerprint:
+                    self._rechecked.pop(session.id, None)
+                    return None
+            except SourceUnavailable as exc:
+                return unavailable(session.user, exc)
+            if verdict.source != "file":
+                if len(self._rechecked) >= 8192:
+                    self._rechecked.clear()
+                self._rechecked[session.id] = now + self.authenticator.settings.cache.ttl
         return self.authorize(session.user, verdict)
 
     def sign_in(self, client: str, user: str, password: bytes, code: str = "") -> Answer:

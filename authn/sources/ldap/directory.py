@@ -75,6 +75,8 @@ DUMMY_PASSWORD = b"authn: unknown user, not a password"
 OUTAGE_STATUS = 503
 _SCOPES = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOPE_SUBTREE}
 _ACCOUNT_ATTRS = ("userAccountControl", "accountExpires", "memberOf")
+#: what changes with an entry's password, most precise first (see Directory.credential_mark)
+_CREDENTIAL_MARKS = ("pwdChangedTime", "pwdLastSet", "entryCSN", "uSNChanged", "modifyTimestamp")
 # the server refuses a simple bind in clear text: a configuration fault, not a denial
 _NEEDS_TLS = (ldap.STRONG_AUTH_REQUIRED, ldap.CONFIDENTIALITY_REQUIRED)
 #: what a refused bind or account says, as a closed Reason (the rest goes in the detail)
@@ -321,6 +323,41 @@ class Directory:
             attrs["dn"] = (dn,)
         groups = frozenset(_text(v) for v in lower.get("memberof", ()))
         return dataclasses.replace(Verdict.grant(user, self.name, groups, attrs), identity=identity)
+
+    def credential_mark(self, dn: str) -> str | None:
+        """What changes when the entry's password does, read by the service account: the
+        password's own change time where the directory keeps one (OpenLDAP's ppolicy
+        ``pwdChangedTime``, Active Directory's ``pwdLastSet``), else the entry's change
+        counter (OpenLDAP's ``entryCSN``, AD's ``uSNChanged``: any change of the entry counts),
+        else ``modifyTimestamp``. None when the entry is gone or may not log in (disabled,
+        locked, expired). Sessions keep it and end when it changes. Raises
+        SourceUnavailable (503)."""
+        wanted = [*_CREDENTIAL_MARKS, *_ACCOUNT_ATTRS]
+
+        def read(conn: Any) -> list[tuple[Any, Any]]:
+            return conn.search_ext_s(  # type: ignore[no-any-return]
+                dn, ldap.SCOPE_BASE, "(objectClass=*)", wanted, timeout=self.config.timeout
+            )
+
+        slot = self.pool.borrow()
+        try:
+            found = slot.search(read)
+        except ldap.NO_SUCH_OBJECT:
+            return None
+        except DirectoryDown as exc:
+            raise self._down(f"while reading the entry {dn}", exc) from None
+        except ldap.LDAPError as exc:
+            raise self._fault(f"reading the entry {dn} failed: {describe(exc)}") from None
+        finally:
+            self.pool.give_back(slot)
+        entries = [attrs for d, attrs in found if isinstance(d, str)]
+        if len(entries) != 1 or account_problem(dict(entries[0])) is not None:
+            return None
+        lower = {k.lower(): v for k, v in entries[0].items()}
+        for name in _CREDENTIAL_MARKS:
+            if lower.get(name.lower()):
+                return f"{name}={_text(lower[name.lower()][0])}"
+        return ""
 
     def _fault(self, what: str) -> SourceUnavailable:
         return SourceUnavailable(
