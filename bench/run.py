@@ -39,9 +39,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 from authn import hashes
 from devkit.apache import Apache, apache_available, run_user
+from devkit.http import request
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -146,7 +148,7 @@ def bare_body(docroot: Path, files: Files) -> str:
 
 def authn_body(docroot: Path, files: Files, cache_dir: Path, conf: str = "") -> str:
     """conf/authn.conf at server level, our rows in <Directory> blocks, as an admin would."""
-    site_dirs(docroot, ["open", "ours", "ours-nocache", "ours100k", "ours-nolockout"])
+    site_dirs(docroot, ["open", "ours", "ours-nocache", "ours100k", "ours-nolockout", "ours-form"])
     ours = """
 <Directory "{d}/{name}">
     Include "${{AUTHN_CONF}}/authn-basic.conf"
@@ -165,6 +167,10 @@ def authn_body(docroot: Path, files: Files, cache_dir: Path, conf: str = "") -> 
             ours.format(d=docroot, name="ours100k", file=files.big, cache=cache_dir, ttl=300),
             ours.format(d=docroot, name="ours-nolockout", file=files.users, cache=cache_dir, ttl=300).replace(
                 "    Require valid-user", "    PythonOption authn.lockout off\n    Require valid-user"
+            ),
+            'Include "${AUTHN_CONF}/authn-login.conf"',
+            ours.format(d=docroot, name="ours-form", file=files.users, cache=cache_dir, ttl=300).replace(
+                "authn-basic.conf", "authn-form.conf"
             ),
         ]
     )
@@ -275,12 +281,14 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, seconds: float, *, connections: int, header: str | None = None,
-        tokens: Path | None = None) -> Run:  # fmt: skip
+        tokens: Path | None = None, cookie: str | None = None) -> Run:  # fmt: skip
     """One bounded wrk run: ``seconds`` long, ``connections`` open, 10 s request timeout."""
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
            "--timeout", "10s"]  # fmt: skip
     if header:
         cmd += ["-H", f"Authorization: {header}"]
+    if cookie:
+        cmd += ["-H", f"Cookie: {cookie}"]
     if tokens:
         cmd += ["-s", str(ROTATE_LUA)]
     cmd.append(url)
@@ -423,6 +431,8 @@ ROWS = (
         "native mod_authn_file, 1,000 users"),
     Row("authn file, cache on, 1,000 users, lockout off", "authn", "/ours-nolockout/", "rotating",
         "native mod_authn_file, 1,000 users"),
+    Row("authn form, a session cookie", "authn", "/ours-form/", "session",
+        "authn file, cache on, 1,000 users"),
     Row("native mod_authn_file, 100k-user file, 1,000 users", "bare", "/native100k/",
         "rotating", None, 5.0),
     Row("authn file, cache on, 100k-user file, 1,000 users", "authn", "/ours100k/",
@@ -543,6 +553,8 @@ def measure_mpm(mpm: str, root: Path, files: Files, args: argparse.Namespace,
                     kwargs["header"] = ldap.header
                 elif row.users == "rotating":
                     kwargs["tokens"] = files.tokens
+                elif row.users == "session":
+                    kwargs["cookie"] = sign_in(server.port, row.path, "u0000", "pw-u0000")
                 url = server.url + row.path
                 wrk(url, max(args.warmup, row.warmup_min), **kwargs)  # type: ignore[arg-type]
                 run = wrk(url, args.seconds, **kwargs)  # type: ignore[arg-type]
@@ -572,6 +584,22 @@ def measure_mpm(mpm: str, root: Path, files: Files, args: argparse.Namespace,
         "cold": {"native": cold_native, "ours": cold_ours},
         "failures": failures,
     }
+
+
+def sign_in(port: int, path: str, user: str, password: str) -> str:
+    """A session cookie (``authn_session=...``) from the sign-in page, as a browser gets it."""
+    html = {"Accept": "text/html"}
+    first = request(port, path, headers=html)
+    page = request(port, first.headers["location"], headers=html)
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.body.decode()))
+    csrf = page.cookie("authn_csrf") or ""
+    form = urlencode({**fields, "user": user, "password": password}).encode()
+    headers = {**html, "Cookie": f"authn_csrf={csrf}", "Content-Type": "application/x-www-form-urlencoded"}
+    done = request(port, "/authn/login", method="POST", body=form, headers=headers)
+    token = done.cookie("authn_session")
+    if done.status != 303 or not token:
+        raise RuntimeError(f"sign-in for the session row failed: {done.status} {done.body[:200]!r}")
+    return f"authn_session={token}"
 
 
 def lookup_costs() -> dict[str, float]:
