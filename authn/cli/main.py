@@ -28,6 +28,7 @@ commands:
   import         add many users from CSV or standard input, hashed on all cores
   group          add or remove users in an AuthGroupFile-format group file
   check          find the Apache configuration mistakes that switch protection off
+  lockout        list the lockout counters, unlock a user or an address
   apache-config  print the Apache lines that load authn from this install
 
 Run 'authn COMMAND --help' for the options of a command, 'authn --version' for the version.
@@ -106,6 +107,12 @@ def _check(argv: list[str]) -> int:
     return main(argv)
 
 
+def _lockout(argv: list[str]) -> int:
+    from authn.cli.lockout import main
+
+    return main(argv)
+
+
 def _apache_config(argv: list[str]) -> int:
     from authn.cli.apache_config import main
 
@@ -120,6 +127,7 @@ COMMANDS = {
     "import": _import,
     "group": _group,
     "check": _check,
+    "lockout": _lockout,
     "apache-config": _apache_config,
 }
 
