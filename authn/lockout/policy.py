@@ -57,6 +57,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from authn import metrics
 from authn.errors import StoreUnavailable
 from authn.lockout.stores import (
     Count,
@@ -213,6 +214,7 @@ class Lockout:
 
     def _fault(self, exc: StoreUnavailable) -> None:
         STATS.store_errors += 1
+        metrics.add("lockout_store_errors")
         now = time.monotonic()
         with self._lock:
             self._retry_at = now + RETRY_SECONDS
