@@ -95,7 +95,28 @@ def check(config: Config, *, fragment: bool = False) -> list[str]:
     _check_cache_folders(config, findings)
     _check_python_path(config, findings)
     _check_htaccess(config, findings)
+    _check_status_scope(config, findings)
     return findings.lines
+
+
+def _check_status_scope(config: Config, findings: Findings) -> None:
+    """The status page outside every <VirtualHost> of a server that has some: it then
+    answers on every site."""
+    if not any(s.name == "virtualhost" for d in config.directives for s in d.sections):
+        return
+    for d in config.directives:
+        if (
+            d.name == "pythonhandler"
+            and d.args
+            and d.args[0].endswith("::statushandler")
+            and not any(s.name == "virtualhost" for s in d.sections)
+        ):
+            findings.add(
+                d.where,
+                "the authn status page stands outside every <VirtualHost>, so every site of the "
+                "server serves it (counters, user names and addresses of the lockout)",
+                "Include conf/authn-status.conf inside the one <VirtualHost> meant for admins",
+            )
 
 
 MAX_FOLDERS_WALKED = 20_000  #: per <Directory>, so a huge tree cannot make the check slow

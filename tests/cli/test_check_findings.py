@@ -4,6 +4,7 @@ the doctor reports is what Apache does."""
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import time
 from collections.abc import Callable
@@ -222,6 +223,36 @@ def test_a_vhost_file_alone_gives_no_false_finding(scratch: Path) -> None:
     main.write_text(main.read_text().replace(SERVER, ""))  # authn.conf no longer included
     got = authn("check", vhost)
     assert got.returncode == 1 and "so authn never runs" in got.stdout.decode()
+
+
+def test_the_status_page_outside_every_vhost_is_reported(scratch: Path, start_apache: StartApache) -> None:
+    users, body, _ = _layout(scratch)
+    status = f'Define AUTHN_STATUS_USERS "{users}"\nInclude "{CONF_DIR}/authn-status.conf"\n'
+    other = "<VirtualHost 127.0.0.1:*>\n    ServerName other.example\n</VirtualHost>\n"
+    server = start_apache(body + status + other, server_conf=SERVER)
+    code, out = _check(server)
+    assert code == 1 and "status page stands outside every <VirtualHost>" in out, out
+    assert _status_on(server, "other.example") == 200  # what the finding says: every site serves it
+    server.stop()
+    scoped = f"<VirtualHost 127.0.0.1:*>\n    ServerName admin.example\n{status}</VirtualHost>\n"
+    server = start_apache(body + scoped + other, server_conf=SERVER)
+    code, out = _check(server)
+    assert code == 0, out
+    assert _status_on(server, "other.example") in (403, 404)  # not served there
+    assert _status_on(server, "admin.example") == 200
+
+
+def _status_on(server: Apache, site: str) -> int:
+    """The status page's answer on the name-based vhost ``site``."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.putrequest("GET", "/authn-status", skip_host=True)
+        conn.putheader("Host", site)
+        conn.putheader("Authorization", basic("alice", "pw"))
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def test_check_is_cheap(scratch: Path) -> None:
