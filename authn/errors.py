@@ -6,6 +6,9 @@ Denials are not errors: a source answers a wrong password with a verdict
     AuthnError
     ├── ConfigError          an option has a bad value: 500, the line names the option
     ├── SourceUnavailable    a credential source cannot answer: 5xx, never 401 or 200
+    ├── UnreadableFile       a file an option names cannot be read (CA, bind password):
+    │                        the source turns it into SourceUnavailable (500, ``file
+    │                        unreadable``), retried on the next request
     │   (DirectoryDown       no directory host answered; the ldap source turns it into
     │                        SourceUnavailable with status 503)
     ├── StoreUnavailable     a shared store (lockout counters) cannot answer: the lockout
@@ -51,6 +54,28 @@ class SourceUnavailable(AuthnError):
         self.source = source
         self.status = status
         self.reason = reason
+
+
+class UnreadableFile(AuthnError):
+    """A file named by an option cannot be read. The message names the option, the path,
+    the OS error and the fix; it is the same in the error log and in ``authn check``."""
+
+    def __init__(self, option: str, path: str, why: str) -> None:
+        super().__init__(
+            f"{option}: cannot read {path}: {why}; fix: correct the path, or let the Apache "
+            f"user read it (chgrp <Apache group> {path} && chmod 0640 {path})"
+        )
+        self.option = option
+        self.path = path
+
+
+def probe_file(option: str, path: str) -> None:
+    """Raise :class:`UnreadableFile` unless ``path`` can be opened and read now."""
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise UnreadableFile(option, path, exc.strerror or str(exc)) from None
 
 
 class DirectoryDown(AuthnError):

@@ -35,6 +35,7 @@ from urllib.parse import urlencode
 
 from mod_python import apache
 
+from authn import metrics
 from authn.authenticator import authenticator_for
 from authn.errors import ConfigError, StoreUnavailable
 from authn.gate import Answer, Gate, Granted, Refused, SignedIn, Throttled, Unavailable, gate_for
@@ -50,6 +51,7 @@ HTTP_SEE_OTHER = 303
 _VERDICT_ATTR = "authn_verdict"
 _GROUPS_ATTR = "authn_groups_checked"  # the group rule ran for this request
 HTTP_TOO_MANY_REQUESTS = 429
+DENIALS = {reason: f"denials_{reason.name.lower()}" for reason in Reason}
 
 
 class _ApacheLogHandler(logging.Handler):
@@ -79,6 +81,7 @@ def _install_log_bridge() -> None:
 
 
 _install_log_bridge()
+metrics.enable()  # counters shared by every child of this Apache (the status page sums them)
 
 
 def _client(req: Any) -> str:
@@ -95,6 +98,7 @@ def _uri(req: Any) -> str:
 
 
 def _log_denial(req: Any, user: str, source: str, reason: Reason, detail: str = "") -> None:
+    metrics.add(DENIALS[reason])
     extra = f" detail={quote(detail)}" if detail else ""
     req.log_error(
         f"authn: denied user={quote(user)} client={_client(req)} source={source} "
@@ -137,10 +141,12 @@ def _answer(req: Any, gate: Gate, answer: Answer) -> int:
     """The one place an Answer becomes an Apache status (and its log line and headers)."""
     match answer:
         case Granted(verdict):
+            metrics.add("answers_granted")
             setattr(req, _VERDICT_ATTR, verdict)
             _export(req, verdict, gate.authenticator.settings.ldap.remote_user_attribute)
             return int(apache.OK)
         case Refused(user, source, reason, detail):
+            metrics.add("answers_refused")
             _log_denial(req, user, source, reason, detail)
             if reason is Reason.NOT_IN_GROUP:
                 # a fresh challenge, as mod_authz_core answers a refused Require
@@ -148,11 +154,15 @@ def _answer(req: Any, gate: Gate, answer: Answer) -> int:
                 req.err_headers_out["WWW-Authenticate"] = f'Basic realm="{realm}"'
             return int(apache.HTTP_UNAUTHORIZED)
         case Throttled(user, retry_after, report):
+            metrics.add("answers_throttled")
+            if not report:  # reported ones count through their denial line
+                metrics.add(DENIALS[Reason.LOCKED_OUT])
             req.err_headers_out["Retry-After"] = str(retry_after)
             if report:  # one line per lock and process, not one per refused request
                 _log_denial(req, user, "lockout", Reason.LOCKED_OUT)
             return HTTP_TOO_MANY_REQUESTS
         case Unavailable(user, source, status, message, reason):
+            metrics.add("answers_unavailable")
             req.log_error(
                 f"authn: source={source} unavailable, answering {status}: {message} "
                 f"(user={quote(user)} client={_client(req)})",

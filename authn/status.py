@@ -17,9 +17,12 @@ Shown:
   misses, hit ratio;
 * whatever other parts registered with :func:`register`.
 
-Counters are per process: with several Apache children, each request shows the child that
-answered it (its pid is on the page and in every Prometheus label set). Lockouts live in the
-shared store, so every child shows the same ones.
+The ``authn_answers_total``, ``authn_denials_total``, ``authn_cache_*_total``,
+``authn_lockout_store_errors_total`` and ``authn_file_reloads_total`` counters, and
+``authn_build_info`` (the version), are machine-wide (:mod:`authn.metrics`): every child of
+this Apache summed, without a ``pid`` label, monotonic across children that come and go and
+across graceful restarts. The other series are this child's (its pid is on the page and in
+their labels). Lockouts live in the shared store, so every child shows the same ones.
 
 Rendering never raises for a store that is down or a file that was never loaded; it says so.
 """
@@ -31,11 +34,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from authn import authenticator
+from authn import __version__, authenticator
 from authn.errors import AuthnError, StoreUnavailable
 from authn.httpd.logtext import quote
 from authn.lockout import policy as lockout
 from authn.settings import settings_for
+from authn.verdict import Reason
 
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_LISTED = 50
@@ -50,6 +54,9 @@ class Metric:
     value: float
     labels: Mapping[str, str] = field(default_factory=dict)
     kind: str = "gauge"
+    #: the same on every child (machine-wide counters, the version): no ``pid`` label, so a
+    #: scrape that lands on another child continues the same series
+    machine: bool = False
 
 
 Provider = Callable[[], Iterable[Metric]]
@@ -64,6 +71,55 @@ def register(provider: Provider) -> None:
 
 
 # --- gathering ----------------------------------------------------------------------------
+
+_MACHINE_HELP = {
+    "answers": "requests answered by authn, every child of this Apache, by outcome",
+    "denials": "denial lines (refused, locked out, unavailable), every child, by reason",
+    "cache_local_hits": "cache hits in a process's own layer, every child",
+    "cache_shared_hits": "cache hits in the machine-wide store, every child",
+    "cache_misses": "cache lookups that ran the full password check, every child",
+    "lockout_store_errors": "lockout store faults (each one failed open), every child",
+    "file_reloads": "password and group file loads (first loads and reloads), every child",
+}
+
+
+def _machine_metrics() -> list[Metric]:
+    """The counters of every child of this Apache instance, summed (:mod:`authn.metrics`):
+    monotonic while the Apache parent runs, whichever child answers the scrape."""
+    from authn import metrics as shared
+
+    totals = shared.COUNTERS.totals()
+    out = [
+        Metric(
+            "authn_build_info",
+            "the authn version this Apache runs",
+            1,
+            {"version": __version__},
+            machine=True,
+        ),
+        Metric(
+            "authn_metrics_machine_wide",
+            "1 when the authn_*_total counters sum every child (0: this child only)",
+            int(shared.COUNTERS.machine_wide),
+            machine=True,
+        ),
+    ]
+    for name, value in totals.items():
+        kind, _, rest = name.partition("_")
+        if kind == "answers":
+            out.append(
+                Metric("authn_answers_total", _MACHINE_HELP[kind], value, {"outcome": rest}, "counter", True)
+            )
+        elif kind == "denials":
+            reason = str(Reason[rest.upper()])
+            out.append(
+                Metric("authn_denials_total", _MACHINE_HELP[kind], value, {"reason": reason}, "counter", True)
+            )
+        else:
+            out.append(
+                Metric(f"authn_{name}_total", _MACHINE_HELP[name], value, kind="counter", machine=True)
+            )
+    return out
 
 
 def _process_metrics() -> list[Metric]:
@@ -265,9 +321,13 @@ def render_prometheus(metrics: Iterable[Metric]) -> str:
             described.add(metric.name)
             lines.append(f"# HELP {metric.name} {metric.help}")
             lines.append(f"# TYPE {metric.name} {metric.kind}")
-        labels = {"pid": pid, **metric.labels}
+        labels = dict(metric.labels) if metric.machine else {"pid": pid, **metric.labels}
         text = ",".join(f'{k}="{_label_value(v)}"' for k, v in labels.items())
-        lines.append(f"{metric.name}{{{text}}} {_number(metric.value)}")
+        lines.append(
+            f"{metric.name}{{{text}}} {_number(metric.value)}"
+            if text
+            else f"{metric.name} {_number(metric.value)}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -277,7 +337,7 @@ def render_text(metrics: list[Metric], reports: list[StoreReport], problems: lis
     now = time.time()
     started = lockout.STATS.started
     out = [
-        "authn status",
+        f"authn {__version__} status",
         f"pid {os.getpid()}, up {now - started:.0f} s "
         f"(since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))})",
         "",
@@ -309,6 +369,7 @@ def render(options: Mapping[str, str], *, prometheus: bool = False) -> str:
     reports = _store_reports(options)
     provided, problems = _provided()
     metrics = [
+        *_machine_metrics(),
         *_process_metrics(),
         *_file_metrics(),
         *_cache_metrics(),

@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Generic, TypeVar
 
+from authn import metrics
 from authn.errors import SourceUnavailable
 
 T = TypeVar("T")
@@ -159,6 +160,7 @@ class WatchedFile(Generic[T]):
             return old
         self._loaded, self._error, self._pending = loaded, None, None
         self._next_check = now + self._interval
+        metrics.add("file_reloads")
         return loaded
 
     def _settled(self, st: os.stat_result, now: float) -> bool:

@@ -7,7 +7,9 @@ users (bcrypt cost 5, as ``htpasswd -B -C 5``), starts its own Apaches from
 connections and timeout), stops them, and writes into ``bench/results/<time>/``:
 
 * ``results.md``: the table (req/s, p50, p99, ratio to the no-auth ceiling and to the native
-  module), cold first requests, resident memory per Apache child, the targets met or missed;
+  module), cold first requests, resident memory per Apache child, the targets met or missed,
+  and the Apache parent's growth per graceful restart with authn and with a trivial
+  mod_python handler (:mod:`bench.graceful`);
 * ``results.json``: the same numbers, every repeat;
 * ``chart.png``: req/s per row (needs matplotlib: ``pip install -e '.[bench]'``).
 
@@ -42,6 +44,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from authn import hashes
+from bench import graceful
 from devkit.apache import Apache, apache_available, run_user
 from devkit.http import request
 
@@ -806,7 +809,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", help="only rows whose name contains this "
                         "(repeatable; the ceiling always runs)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--restarts", type=int, help="graceful restarts for the parent's memory "
+                        "(full: 20, quick: 6)")  # fmt: skip
     args = parser.parse_args(argv)
+    args.restarts = args.restarts or (6 if args.quick else 20)
     args.seconds = args.seconds or (3.0 if args.quick else 8.0)
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.long_seconds = args.long_seconds or (5.0 if args.quick else 12.0)
@@ -826,13 +832,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{mpm}:")
                 data[mpm] = measure_mpm(mpm, root, files, args, ldap)
         costs = lookup_costs()
+        print(f"the Apache parent's memory over {args.restarts} graceful restarts:")
+        growth = graceful.measure(root / "graceful", args.restarts)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     out = RESULTS / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     chart(data, out / "chart.png")
-    text = report(data, costs, args)
+    text = report(data, costs, args) + "\n" + graceful.report(growth)
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps(to_json(data), indent=1))
     print(text)

@@ -35,6 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import fields
 
+from authn import metrics
 from authn.cache.shared import SharedStore
 from authn.settings import Settings
 from authn.sources import CredentialSource
@@ -173,8 +174,19 @@ class VerdictCache:
             expires, gen, verdict = hit
             if now < expires <= now + self.ttl and hmac.compare_digest(gen, generation):
                 STATS.local_hits += 1
+                metrics.add("cache_local_hits")
                 return verdict
-        STATS.misses += 1  # taken back below on a machine-wide hit
+        shared = self._shared(user, key, generation, now)
+        if shared is None:
+            STATS.misses += 1
+            metrics.add("cache_misses")
+        else:
+            STATS.shared_hits += 1
+            metrics.add("cache_shared_hits")
+        return shared
+
+    def _shared(self, user: str, key: bytes, generation: bytes, now: float) -> Verdict | None:
+        """The machine-wide store's granted verdict, kept in the local layer too, or None."""
         if self.store is None:
             return None
         try:
@@ -189,8 +201,6 @@ class VerdictCache:
             return None
         verdict = decode_granted(user, payload)
         self.local.put(key, (expires, gen, verdict))
-        STATS.misses -= 1
-        STATS.shared_hits += 1
         return verdict
 
     def store_verdict(self, user: str, password: bytes, verdict: Verdict) -> None:

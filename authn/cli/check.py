@@ -29,9 +29,12 @@ is wrong, 1 when something is, 2 when the configuration cannot be read. What is 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import glob
 import grp
 import os
 import pwd
+import re
 import stat
 from collections.abc import Iterable
 
@@ -78,17 +81,132 @@ def _module_order(config: Config) -> tuple[Directive | None, Directive | None]:
     return basic, python
 
 
-def check(config: Config) -> list[str]:
+def check(config: Config, *, fragment: bool = False) -> list[str]:
+    """The findings for ``config``; ``fragment``: a file without the server-level part (a
+    vhost alone), whose server-level checks are skipped."""
     findings = Findings()
     for problem in config.problems:
         findings.add(problem.split(": ", 1)[0], problem.split(": ", 1)[-1], "correct the file")
     _check_debug(config, findings)
     _check_handler_places(config, findings)
     _check_options(config, findings)
-    _check_blocks(config, findings)
+    _check_blocks(config, findings, fragment)
     _check_files(config, findings)
     _check_cache_folders(config, findings)
+    _check_python_path(config, findings)
+    _check_htaccess(config, findings)
+    _check_status_scope(config, findings)
     return findings.lines
+
+
+def _check_status_scope(config: Config, findings: Findings) -> None:
+    """The status page outside every <VirtualHost> of a server that has some: it then
+    answers on every site."""
+    if not any(s.name == "virtualhost" for d in config.directives for s in d.sections):
+        return
+    for d in config.directives:
+        if (
+            d.name == "pythonhandler"
+            and d.args
+            and d.args[0].endswith("::statushandler")
+            and not any(s.name == "virtualhost" for s in d.sections)
+        ):
+            findings.add(
+                d.where,
+                "the authn status page stands outside every <VirtualHost>, so every site of the "
+                "server serves it (counters, user names and addresses of the lockout)",
+                "Include conf/authn-status.conf inside the one <VirtualHost> meant for admins",
+            )
+
+
+MAX_FOLDERS_WALKED = 20_000  #: per <Directory>, so a huge tree cannot make the check slow
+
+
+def _htaccess_files(config: Config) -> list[str]:
+    """The access files (``AccessFileName``, default .htaccess) under each <Directory> whose
+    AllowOverride lets them set options, in a bounded walk."""
+    names = [a for d in config.directives if d.name == "accessfilename" and not d.sections for a in d.args]
+    names = names or [".htaccess"]
+    overrides: dict[str, bool] = {}
+    for d in config.directives:
+        if d.name == "allowoverride" and d.sections and d.sections[-1].name == "directory":
+            section = d.sections[-1]
+            if section.args and section.args[0] != "~" and not glob.has_magic(section.args[0]):
+                overrides[section.args[0]] = [a.lower() for a in d.args] != ["none"]
+    found: list[str] = []
+    for top, allowed in sorted(overrides.items()):
+        if not allowed or top == "/" or not os.path.isdir(top):
+            continue
+        for walked, (folder, subfolders, files) in enumerate(os.walk(top)):
+            if walked >= MAX_FOLDERS_WALKED:
+                break
+            subfolders[:] = [f for f in subfolders if not f.startswith(".")]
+            found += [os.path.join(folder, n) for n in names if n in files]
+    return sorted(set(found))
+
+
+def _check_htaccess(config: Config, findings: Findings) -> None:
+    """authn options in .htaccess files, by the same rules: unknown keys, bad values,
+    incomplete sets and unreadable files (each makes the requests under it answer 500)."""
+    for path in _htaccess_files(config):
+        local = read_config(path)
+        _check_options(local, findings)
+        local.directives = [
+            dataclasses.replace(
+                d, sections=(*d.sections, Section("directory", (os.path.dirname(path),), path, 1))
+            )
+            for d in local.directives
+        ]
+        opts = _options(local.directives)
+        if ACTIVATE_AUTHN in {key for _, key, _ in opts}:
+            try:
+                parse_settings([(key, value) for _, key, value in opts if key in OPTIONS])
+            except ConfigError as exc:
+                findings.add(
+                    f"{path}:{opts[0][0].line}", str(exc), "add or correct the PythonOption line it names"
+                )
+        for d in config.directives:
+            if d.name == "user" and not d.sections:
+                local.directives.insert(0, d)
+        _check_files(local, findings)
+
+
+#: where /usr/bin/python3 finds packages after the PythonPath (a Debian package of authn)
+SYSTEM_PACKAGES = ("/usr/lib/python3/dist-packages", *glob.glob("/usr/local/lib/python3*/dist-packages"))
+
+
+def _holds_authn(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, "authn", "__init__.py"))
+
+
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+
+
+def _check_python_path(config: Config, findings: Findings) -> None:
+    """A PythonPath whose folders do not hold authn (AUTHN_SITE_PACKAGES wrong, or left over
+    from another Python after an upgrade): every request answers 500 (No module named 'authn')."""
+    uses_authn = any(
+        d.args and d.args[0].startswith("authn.")
+        for d in config.directives
+        if d.name in (*AUTH_HANDLERS, "pythonimport")
+    )
+    if not uses_authn:
+        return
+    for d in config.directives:
+        if d.name != "pythonpath" or not d.args:
+            continue
+        folders = [a or b for a, b in _QUOTED.findall(d.args[0])]
+        if not folders or any(_holds_authn(f) for f in (*folders, *SYSTEM_PACKAGES)):
+            continue  # found first on the PythonPath, or in the system's path after it
+        shown = ", ".join(folders)
+        findings.add(
+            d.where,
+            f"PythonPath names {shown}, which holds no authn package (AUTHN_SITE_PACKAGES wrong, or the "
+            "venv was built for another Python): every protected request answers 500, No module "
+            "named 'authn'",
+            "run 'authn apache-config' for the right AUTHN_SITE_PACKAGES (rebuild the venv from "
+            "/usr/bin/python3 after a Python upgrade)",
+        )
 
 
 def _check_debug(config: Config, findings: Findings) -> None:
@@ -138,7 +256,7 @@ def _auth_blocks(config: Config) -> dict[tuple[Section, ...], Directive]:
     return blocks
 
 
-def _check_blocks(config: Config, findings: Findings) -> None:
+def _check_blocks(config: Config, findings: Findings, fragment: bool) -> None:
     basic, python = _module_order(config)
     basic_first = basic is not None and python is not None and basic_before(config, basic, python)
 
@@ -149,8 +267,8 @@ def _check_blocks(config: Config, findings: Findings) -> None:
             if not any(s.name in ("location", "locationmatch") for s in d.sections)
         )
 
-    handler_at_server_level = at_server_level("pythonauthenhandler")
-    authz_at_server_level = at_server_level("pythonauthzhandler")
+    handler_at_server_level = fragment or at_server_level("pythonauthenhandler")
+    authz_at_server_level = fragment or at_server_level("pythonauthzhandler")
     for block, first in _auth_blocks(config).items():
         where = f"{block[-1].file}:{block[-1].line}"
         effective = _effective(config, block)
@@ -320,41 +438,66 @@ def _document_root_over(config: Config, path: str) -> str | None:
     return None
 
 
-def _check_files(config: Config, findings: Findings) -> None:
-    user = _run_user(config)
+#: options and directives that name a file Apache must read: what the file is, how to make it
+FILE_OPTIONS = {
+    "authuserfile": ("password", "create it with 'authn passwd -c FILE USER'"),
+    "authgroupfile": ("group", "create it with 'authn group add -c FILE GROUP USER'"),
+    "authn.file": ("password", "create it with 'authn passwd -c FILE USER'"),
+    "authn.groupfile": ("group", "create it with 'authn group add -c FILE GROUP USER'"),
+    "authn.ldap.bind_password_file": ("secret", "write the service account's password in it, mode 0640"),
+    "authn.ldap.ca_file": (
+        "ca",
+        "correct the path to the PEM file of the CA that signed the directory's certificate",
+    ),
+}
+#: kinds whose content nobody but Apache may read (hashes can be guessed offline)
+SECRET_KINDS = ("password", "secret")
+
+
+def _named_files(config: Config) -> Iterable[tuple[Directive, str, str]]:
+    """(directive, option or directive name, path) for each file the configuration names."""
     for d in config.directives:
         if d.name in ("authuserfile", "authgroupfile") and d.args:
-            path = d.args[0]
-        elif (
-            d.name == "pythonoption"
-            and len(d.args) > 1
-            and d.args[0]
-            in (
-                "authn.file",
-                "authn.groupfile",
-            )
-        ):
-            path = d.args[1]
-        else:
-            continue
+            yield d, d.name, d.args[0]
+        elif d.name == "pythonoption" and len(d.args) > 1 and d.args[0] in FILE_OPTIONS:
+            yield d, d.args[0], d.args[1]
+
+
+def _check_files(config: Config, findings: Findings) -> None:
+    user = _run_user(config)
+    for d, option, path in _named_files(config):
         if path == "/dev/null" or not os.path.isabs(path):
             continue
+        kind, create = FILE_OPTIONS[option]
         if not os.path.exists(path):
-            findings.add(d.where, f"{path} does not exist", "create it with 'authn passwd -c'")
+            answer = "every request there answers 500"
+            findings.add(d.where, f"{option}: {path} does not exist, {answer}", create.replace("FILE", path))
             continue
         why = _can_read(path, user)
         if why is not None:
             findings.add(
                 d.where,
-                f"the Apache user cannot read {path}: {why}",
+                f"{option}: the Apache user cannot read {path}: {why}; every request there answers 500",
                 f"chgrp {user} {path} && chmod 0640 {path}",
             )
         root = _document_root_over(config, path)
-        if root is not None:
+        if root is not None and kind in SECRET_KINDS:
             findings.add(
                 d.where,
-                f"{path} is under the DocumentRoot {root}: anybody can download the hashes",
+                f"{path} is under the DocumentRoot {root}: anybody can download it",
                 "move it outside every DocumentRoot, e.g. /etc/apache2/authn/",
+            )
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if kind in SECRET_KINDS and mode & stat.S_IROTH:
+            what = "copy the hashes and guess the passwords offline" if kind == "password" else "read it"
+            findings.add(
+                d.where,
+                f"{option}: {path} is readable by every local user (mode {stat.S_IMODE(mode):04o}): "
+                f"anyone with a shell can {what}",
+                f"chgrp {user} {path} && chmod 0640 {path}",
             )
 
 
@@ -419,6 +562,32 @@ def _check_cache_folders(config: Config, findings: Findings) -> None:
                 f"user {user}, {slower}",
                 f"chown {user}:{group} {folder} && chmod 0700 {folder}",
             )
+        else:
+            _check_cache_files(folder, entry.pw_uid, user, group, where, slower, findings)
+
+
+def _check_cache_files(
+    folder: str, uid: int, user: str, group: str, where: str, slower: str, findings: Findings
+) -> None:
+    """Files in the cache folder that the Apache user does not own (made by root running a
+    test, a restore...): Apache refuses them, so the machine-wide cache is off."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if st.st_uid != uid:
+            findings.add(
+                where,
+                f"the credential cache file {path} belongs to uid {st.st_uid}, not to the Apache user "
+                f"{user}: Apache refuses it, {slower}",
+                f"chown {user}:{group} {path} (or delete it: authn makes it again)",
+            )
 
 
 def main(argv: list[str]) -> int:
@@ -443,7 +612,7 @@ def main(argv: list[str]) -> int:
             print(f"authn check: {problem}")
         print(f"authn check: nothing to check in {args.config}")
         return 2
-    lines = check(config)
+    lines = _check_main_or_fragment(args.config, config)
     for line in lines:
         print(line)
     if lines:
@@ -451,3 +620,35 @@ def main(argv: list[str]) -> int:
         return 1
     print(f"authn check: {args.config}: no problem found")
     return 0
+
+
+def _main_config_of(path: str) -> str | None:
+    """The main config file (apache2.conf, httpd.conf) in a folder above ``path``."""
+    folder = os.path.dirname(os.path.realpath(path))
+    while True:
+        for name in ("apache2.conf", "httpd.conf"):
+            candidate = os.path.join(folder, name)
+            if os.path.isfile(candidate) and candidate != os.path.realpath(path):
+                return candidate
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def _check_main_or_fragment(path: str, config: Config) -> list[str]:
+    """A main config is checked as it is. A file without LoadModule lines (a vhost) is
+    checked with the server-level lines of the main config above it (Debian:
+    /etc/apache2/apache2.conf), reporting its own lines only; with no main config found,
+    the server-level checks are skipped."""
+    if os.path.isdir(path) or any(d.name == "loadmodule" for d in config.directives):
+        return check(config)
+    main_path = _main_config_of(path)
+    if main_path is None:
+        return check(config, fragment=True)
+    own = {os.path.realpath(d.file) for d in config.directives}
+    server = read_config(main_path)
+    top = [d for d in server.directives if not d.sections and os.path.realpath(d.file) not in own]
+    merged = Config([*top, *config.directives], config.problems, server.server_root, server.defines)
+    mine = {d.file for d in config.directives}
+    return [line for line in check(merged) if line.split(":", 1)[0] in mine]

@@ -30,6 +30,7 @@ commands:
   otp            enroll users in the second factor of sign-in (TOTP), list, remove
   session        list the signed-in browsers, revoke a user's sessions
   check          find the Apache configuration mistakes that switch protection off
+  lockout        list the lockout counters, unlock a user or an address
   apache-config  print the Apache lines that load authn from this install
 
 Run 'authn COMMAND --help' for the options of a command, 'authn --version' for the version.
@@ -108,6 +109,12 @@ def _check(argv: list[str]) -> int:
     return main(argv)
 
 
+def _lockout(argv: list[str]) -> int:
+    from authn.cli.lockout import main
+
+    return main(argv)
+
+
 def _apache_config(argv: list[str]) -> int:
     from authn.cli.apache_config import main
 
@@ -136,6 +143,7 @@ COMMANDS = {
     "otp": _otp,
     "session": _session,
     "check": _check,
+    "lockout": _lockout,
     "apache-config": _apache_config,
 }
 

@@ -57,6 +57,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from authn import metrics
 from authn.errors import StoreUnavailable
 from authn.lockout.stores import (
     Count,
@@ -82,6 +83,8 @@ REMIND_SECONDS = 60.0  #: while the store stays down, a reminder line this often
 CLEAN_SECONDS = 1.0  #: a clean (client, user) record is trusted this long without a store read
 #: ... and this long while the client's failure mark (SQLite store) has not changed
 CLEAN_MARKED_SECONDS = 60.0
+#: a Redis store's unlock generation is read at most this often by a process under a lock
+UNLOCK_POLL_SECONDS = 0.5
 CLEAN_MAX = 4096  #: clean records kept per process (all dropped when full)
 CLIENT_LOCKED = "client address locked out"  #: Decision.reason of a locked address
 PAIR_LOCKED = "user locked out from this address"  #: Decision.reason of a locked pair
@@ -193,9 +196,12 @@ class Lockout:
         self._clean: dict[tuple[str, str | None], tuple[float, bytes | None]] = {}
         marks = getattr(store, "failure_marks", None)
         self._marks_of_store = marks if callable(marks) else None
-        # (client, user) -> until when a known lock holds, its Decision, and whether a
-        # refusal under it was already reported (logged) by this process
-        self._locked: dict[tuple[str, str | None], tuple[float, Decision, bool]] = {}
+        # (client, user) -> until when a known lock holds, its Decision, whether a refusal
+        # under it was already reported (logged) by this process, and the store's unlock
+        # generation when it was learned (an admin's unlock changes it: see _known_lock)
+        self._locked: dict[tuple[str, str | None], tuple[float, Decision, bool, object]] = {}
+        self._unlocks_seen: object = None
+        self._unlocks_until = 0.0
 
     # -- store health: fail open, retry after a pause, log transitions ---------------------
 
@@ -210,6 +216,7 @@ class Lockout:
 
     def _fault(self, exc: StoreUnavailable) -> None:
         STATS.store_errors += 1
+        metrics.add("lockout_store_errors")
         now = time.monotonic()
         with self._lock:
             self._retry_at = now + RETRY_SECONDS
@@ -270,15 +277,15 @@ class Lockout:
         clean = self._clean.get((client, user))
         if clean is not None and clean[0] > now and clean[1] == mark:
             return OPEN
-        refused = self._known_lock(client, user, now)
-        if refused is not None:
-            # A lock only ends when its window does: a flood of refused requests costs no
-            # store read, and only the first refusal is reported (one log line).
-            return refused
+        for known_key in ((client, None), (client, user)):
+            known = self._known_lock(known_key, now)
+            if known is not None:
+                return known
         keys = [client_key(client)]
         if user is not None:
             keys.append(pair_key(client, user))
         try:
+            generation = self._unlocks(now)  # before the read: an unlock after it is seen
             counts = self.store.get(keys)
         except StoreUnavailable as exc:
             self._fault(exc)
@@ -292,26 +299,11 @@ class Lockout:
             return OPEN
         decision = self._decide(counts, client, user, refusing=True)
         if decision.locked:
-            self._remember_lock(client, user, decision, now, reported=True)
+            self._remember_lock(client, user, decision, now, generation)
         return decision
 
-    def _known_lock(self, client: str, user: str | None, now: float) -> Decision | None:
-        """A lock this process already knows for the client (any user) or the pair: the
-        refusal to give without reading the store, or None."""
-        for key in ((client, None), (client, user)):
-            known = self._locked.get(key)
-            if known is not None and known[0] > now:
-                until, decision, reported = known
-                if not reported:
-                    self._locked[key] = (until, decision, True)
-                STATS.refused += 1
-                return dataclasses.replace(
-                    decision, retry_after=max(1, math.ceil(until - now)), repeat=reported
-                )
-        return None
-
     def _remember_lock(
-        self, client: str, user: str | None, decision: Decision, now: float, *, reported: bool
+        self, client: str, user: str | None, decision: Decision, now: float, generation: object
     ) -> None:
         """Remember a lock until it ends: a locked address under (client, None), so a flood
         of new user names from it costs no store transaction each; a locked pair under
@@ -319,7 +311,38 @@ class Lockout:
         if len(self._locked) >= CLEAN_MAX:
             self._locked.clear()
         key = (client, None) if decision.reason == CLIENT_LOCKED else (client, user)
-        self._locked[key] = (now + decision.retry_after, decision, reported)
+        self._locked[key] = (now + decision.retry_after, decision, True, generation)
+
+    def _known_lock(self, key: tuple[str, str | None], now: float) -> Decision | None:
+        """A lock this process knows for ``key``, while it lasts and no admin unlocked
+        anything since it was learned: a flood of refused requests costs no store read,
+        and only the first refusal is reported (one log line)."""
+        known = self._locked.get(key)
+        if known is None or known[0] <= now:
+            return None
+        until, decision, reported, generation = known
+        if self._unlocks(now) != generation:
+            self._locked.pop(key, None)
+            who = f"client={key[0]}" + (f" user={key[1]}" if key[1] is not None else "")
+            log.warning("authn: lockout cleared by admin for %s (authn lockout unlock); checking again", who)
+            return None
+        if not reported:
+            self._locked[key] = (until, decision, True, generation)
+        STATS.refused += 1
+        return dataclasses.replace(decision, retry_after=max(1, math.ceil(until - now)), repeat=reported)
+
+    def _unlocks(self, now: float) -> object:
+        """The store's unlock generation: read from shared memory at every call (SQLite), or
+        at most every :data:`UNLOCK_POLL_SECONDS` (Redis: a network read). Only requests
+        under a known lock ask, so the common request pays nothing."""
+        if self._marks_of_store is None and now < self._unlocks_until:
+            return self._unlocks_seen
+        try:
+            self._unlocks_seen = self.store.unlock_generation()
+        except StoreUnavailable:
+            pass  # keep the last value: the lock holds, as it would without the unlock
+        self._unlocks_until = now + UNLOCK_POLL_SECONDS
+        return self._unlocks_seen
 
     def _decide(self, counts: dict[str, Count], client: str, user: str | None, *, refusing: bool) -> Decision:
         now = time.time()
@@ -350,15 +373,17 @@ class Lockout:
         A store that cannot answer gives an open Reservation that counted nothing.
         """
         now = time.monotonic()
-        refused = self._known_lock(client, user, now)
-        if refused is not None:
-            return Reservation(client, user, refused, counted=False)
+        for known_key in ((client, None), (client, user)):
+            known = self._known_lock(known_key, now)
+            if known is not None:
+                return Reservation(client, user, known, counted=False)
         self._clean.clear()
         if not self._usable():
             return Reservation(client, user, OPEN, counted=False)
         keys = (client_key(client), pair_key(client, user))
         limits = ((keys[0], self.policy.client_threshold), (keys[1], self.policy.threshold))
         try:
+            generation = self._unlocks(now)
             counted, counts = self.store.reserve(limits, self.policy.window)
         except StoreUnavailable as exc:
             self._fault(exc)
@@ -376,7 +401,7 @@ class Lockout:
         decision = self._decide(counts, client, user, refusing=True)
         if not decision.locked:  # cannot happen with a consistent store; never refuse unlocked
             return Reservation(client, user, OPEN, counted=False)
-        self._remember_lock(client, user, decision, now, reported=True)
+        self._remember_lock(client, user, decision, now, generation)
         return Reservation(client, user, decision, counted=False)
 
     def settle(self, reservation: Reservation, outcome: Settled) -> None:
@@ -515,4 +540,10 @@ class _BrokenStore:
         raise self._fail()
 
     def top(self, limit: int) -> list[tuple[str, Count]]:
+        raise self._fail()
+
+    def unlock(self, keys: object) -> None:
+        raise self._fail()
+
+    def unlock_generation(self) -> object:
         raise self._fail()

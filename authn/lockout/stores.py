@@ -64,6 +64,7 @@ MAX_COUNTERS = 200_000
 WAL_LIMIT_BYTES = 4 * 1024 * 1024  #: the write-ahead log is cut back to this after a checkpoint
 REDIS_TIMEOUT_SECONDS = 0.25  #: connect and read timeout for Redis
 REDIS_PREFIX = "authn:lockout:"
+REDIS_UNLOCKS = "authn:unlocks"  #: the unlock generation (outside REDIS_PREFIX: not a counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,16 @@ class LockoutStore(Protocol):
 
     def top(self, limit: int) -> list[tuple[str, Count]]:
         """Up to ``limit`` live counters, highest first (for the status page)."""
+        ...
+
+    def unlock(self, keys: Sequence[str]) -> None:
+        """Delete ``keys`` (an admin's ``authn lockout unlock``), then change the
+        :meth:`unlock_generation`, so every process forgets the locks it remembers."""
+        ...
+
+    def unlock_generation(self) -> object:
+        """A value that changes with every :meth:`unlock` (cheap: a shared memory read for
+        SQLite, one Redis GET)."""
         ...
 
 
@@ -133,6 +144,8 @@ class FailureMarks:
 
     SLOTS = 4096
     SIZE = 8
+    #: one more slot after the table: the unlock generation (see :meth:`unlocks`)
+    UNLOCKS_AT = SLOTS * SIZE
 
     def __init__(self, path: str) -> None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -140,7 +153,7 @@ class FailureMarks:
             st = os.fstat(fd)
             if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode) or st.st_mode & 0o022:
                 raise OSError(f"{path} is not a private file of this user")
-            length = self.SLOTS * self.SIZE
+            length = self.UNLOCKS_AT + self.SIZE
             if st.st_size < length:
                 os.ftruncate(fd, length)
             self._map = mmap.mmap(fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
@@ -157,6 +170,13 @@ class FailureMarks:
     def bump(self, client: str) -> None:
         at = self._offset(client)
         self._map[at : at + self.SIZE] = os.urandom(self.SIZE)
+
+    def unlocks(self) -> bytes:
+        """The unlock generation: fresh random bytes after each admin unlock."""
+        return self._map[self.UNLOCKS_AT : self.UNLOCKS_AT + self.SIZE]
+
+    def bump_unlocks(self) -> None:
+        self._map[self.UNLOCKS_AT : self.UNLOCKS_AT + self.SIZE] = os.urandom(self.SIZE)
 
 
 def default_folder() -> str:
@@ -411,6 +431,21 @@ class SqliteStore:
             ).fetchall()
         return [(key, Count(failures, expires)) for key, failures, expires in rows]
 
+    def unlock(self, keys: Sequence[str]) -> None:
+        with self._writing("while unlocking") as conn:
+            conn.executemany("DELETE FROM counters WHERE key = ?", [(key,) for key in keys])
+        marks = self.failure_marks()
+        if marks is None:
+            raise StoreUnavailable(
+                f"lockout store {self.path}: the counters are deleted, but {self.path}.marks "
+                "cannot be opened, so Apache children may refuse a known lock until it ends"
+            )
+        marks.bump_unlocks()
+
+    def unlock_generation(self) -> object:
+        marks = self.failure_marks()
+        return marks.unlocks() if marks is not None else None
+
 
 # --- Redis --------------------------------------------------------------------------------
 
@@ -539,3 +574,19 @@ class RedisStore:
             raise self._fault("while listing counters", exc) from None
         ranked = sorted(counts.items(), key=lambda item: -item[1].failures)
         return ranked[:limit]
+
+    def unlock(self, keys: Sequence[str]) -> None:
+        pipe = self._client.pipeline(transaction=True)
+        if keys:
+            pipe.delete(*(REDIS_PREFIX + key for key in keys))
+        pipe.incr(REDIS_UNLOCKS)
+        try:
+            pipe.execute()
+        except self._errors as exc:
+            raise self._fault("while unlocking", exc) from None
+
+    def unlock_generation(self) -> object:
+        try:
+            return self._client.get(REDIS_UNLOCKS)
+        except self._errors as exc:
+            raise self._fault("while reading the unlock generation", exc) from None

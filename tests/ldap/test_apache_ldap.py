@@ -78,6 +78,8 @@ def site(
         "mail": {**base, "authn.ldap.remote_user_attribute": "mail"},
         "tls": {**ldaps, "authn.ldap.ca_file": slapd.cafile},
         "badca": {**ldaps, "authn.ldap.ca_file": str(slapd.certs["wrong_ca"])},
+        "noca": {**ldaps, "authn.ldap.ca_file": str(work / "no-such-ca.pem")},
+        "nobindpw": {**base, "authn.ldap.bind_password_file": str(work / "no-such-password")},
         "both": {**base, "authn.source": "file ldap", "authn.file": str(work / "users")},
         # its own counters (a lock here must not leak into the other tests' locations)
         "lock3": {**base, "authn.lockout.threshold": "3", "authn.lockout.dir": str(work / "lockout")},
@@ -157,6 +159,22 @@ def test_wrong_ca_is_logged_clearly(site: Apache) -> None:
     log = site.error_log_since(offset)
     assert "answering 503" in log and "TLS handshake failed" in log, log
     assert "authn.ldap.ca_file" in log
+
+
+@pytest.mark.parametrize(("path", "option"), [("/noca/", "ca_file"), ("/nobindpw/", "bind_password_file")])
+def test_a_file_an_option_names_that_cannot_be_read_is_one_clear_500(
+    site: Apache, path: str, option: str
+) -> None:
+    """No traceback, no "ValueError: option error": one line naming the option, the path, the
+    OS error and the fix, a denial line, and 500 (fail closed) for the right password too."""
+    offset = site.error_log_size()
+    assert get(site, path, "alice")[0] == 500
+    assert get(site, path, "alice", "wrong")[0] == 500
+    log = site.error_log_since(offset)
+    assert f"answering 500: ldap: authn.ldap.{option}: cannot read " in log, log
+    assert "No such file or directory; fix: " in log, log
+    assert 'reason="file unreadable"' in log, log
+    assert "Traceback" not in log and "ValueError" not in log, log
 
 
 def test_attributes_reach_php(site: Apache) -> None:

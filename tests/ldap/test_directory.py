@@ -4,6 +4,7 @@ spying on the real python-ldap calls), TLS, failover, reconnect, groups."""
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -15,9 +16,9 @@ import pytest
 
 from authn.errors import SourceUnavailable
 from authn.sources.ldap.directory import Directory
-from authn.verdict import Outcome
+from authn.verdict import Outcome, Reason
 from devkit.apache import free_port
-from devkit.slapd import GROUPS, PEOPLE, SERVICE_DN, STAFF, USERS, Slapd
+from devkit.slapd import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, STAFF, USERS, Slapd
 
 pytestmark = pytest.mark.slapd
 
@@ -313,6 +314,45 @@ def test_wrong_ca_fails_closed(make_directory: MakeDirectory, slapd: Slapd, mode
     assert info.value.status == 503
     assert "TLS handshake failed" in str(info.value), str(info.value)
     assert f"authn.ldap.ca_file ({wrong})" in str(info.value)
+
+
+@pytest.mark.parametrize("option", ["ca_file", "bind_password_file"])
+def test_a_file_that_cannot_be_read_fails_closed_then_recovers(
+    make_directory: MakeDirectory, slapd: Slapd, tmp_path: Any, option: str
+) -> None:
+    """A missing CA or bind password file: 500 naming the option, the path, the OS error
+    and the fix (never a bare "ValueError: option error"); once the file is there, the next
+    check works without a new Directory."""
+    missing = tmp_path / "missing"
+    url = f"{slapd.ldaps_url}/dc=example,dc=org"
+    if option == "ca_file":
+        directory = make_directory(url, ca_file=str(missing))
+    else:
+        directory = make_directory(url, ca_file=slapd.cafile, bind_password_file=str(missing))
+    for _ in range(2):
+        with pytest.raises(SourceUnavailable) as info:
+            directory.check("alice", pw("alice"))
+        assert info.value.status == 500 and info.value.reason is Reason.FILE_UNREADABLE
+        text = str(info.value)
+        assert f"authn.ldap.{option}: cannot read {missing}: No such file or directory; fix: " in text
+    if option == "ca_file":
+        shutil.copy(slapd.cafile, missing)
+    else:
+        missing.write_text(SERVICE_PASSWORD + "\n")
+    assert directory.check("alice", pw("alice")).granted
+
+
+def test_a_ca_file_removed_after_start_is_a_clear_500(
+    make_directory: MakeDirectory, slapd: Slapd, tmp_path: Any
+) -> None:
+    ca = tmp_path / "ca.pem"
+    shutil.copy(slapd.cafile, ca)
+    directory = make_directory(f"{slapd.ldaps_url}/dc=example,dc=org", ca_file=str(ca))
+    ca.unlink()  # read once at start; the next new connection needs it again
+    with pytest.raises(SourceUnavailable) as info:
+        directory.check("alice", pw("alice"))
+    assert info.value.status == 500, info.value
+    assert f"authn.ldap.ca_file: cannot read {ca}" in str(info.value)
 
 
 # --- groups ---

@@ -28,9 +28,13 @@ Groups (:meth:`Directory.in_any_group`)
     the in-chain matching rule does the nesting on the server.
 
 Faults
-    A directory that cannot answer (every host down, TLS failure, a timeout, a base DN that
-    does not exist, a refused service bind) raises :class:`SourceUnavailable` with status
-    503 and a message naming the host and the reason. It is never turned into a denial.
+    A file an option names (``authn.ldap.bind_password_file``, ``authn.ldap.ca_file``) that
+    cannot be read raises :class:`SourceUnavailable` with status 500 and reason ``file
+    unreadable``, naming the option, the path, the OS error and the fix; it is read again
+    on the next request, so fixing its permissions needs no restart. A directory that
+    cannot answer (every host down, TLS failure, a timeout, a base DN that does not exist,
+    a refused service bind) raises :class:`SourceUnavailable` with status 503 and a message
+    naming the host and the reason. It is never turned into a denial.
 
 One :class:`Directory` exists per distinct configuration in a process
 (:func:`directory_for`), with its pool of warm connections (:mod:`authn.sources.ldap.pool`).
@@ -47,7 +51,7 @@ from typing import Any
 
 import ldap
 
-from authn.errors import ConfigError, DirectoryDown, SourceUnavailable
+from authn.errors import ConfigError, DirectoryDown, SourceUnavailable, UnreadableFile, probe_file
 from authn.httpd.logtext import quote
 from authn.settings import LdapSettings, Settings
 from authn.sources.ldap.filters import (
@@ -99,15 +103,13 @@ def _denied(user: str, source: str, what: str, identity: str) -> Verdict:
 
 
 def read_bind_password(path: str) -> bytes:
-    """The service password: the file's bytes less one trailing newline. Raises ConfigError."""
+    """The service password: the file's bytes less one trailing newline. Raises
+    UnreadableFile (a fault, retried) or ConfigError (an empty file)."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
-        raise ConfigError(
-            "authn.ldap.bind_password_file",
-            f"cannot read {path}: {exc.strerror}; the Apache user must be able to read it",
-        ) from None
+        raise UnreadableFile("authn.ldap.bind_password_file", path, exc.strerror or str(exc)) from None
     if data.endswith(b"\r\n"):
         data = data[:-2]
     elif data.endswith(b"\n"):
@@ -145,10 +147,10 @@ class Directory:
         self.name = name
         self.config = config
         self.url: LdapURL = config.url
-        password = None
-        if config.bind_password_file is not None:
-            password = read_bind_password(config.bind_password_file)
-        self.pool = Pool(ConnectionConfig(config, password))
+        self._files_lock = threading.Lock()
+        self._unreadable: UnreadableFile | None = None
+        self.pool = Pool(ConnectionConfig(config, None))
+        self._read_files()
         self._attrlist = list(dict.fromkeys([*config.export_attrs, *_ACCOUNT_ATTRS]))
         local = all(host in ("127.0.0.1", "::1", "localhost") for host, _ in self.url.hosts)
         if self.url.scheme == "ldap" and not config.starttls and not local:
@@ -157,6 +159,42 @@ class Directory:
                 "authn.ldap.starttls on (Active Directory refuses such binds anyway)",
                 " ".join(self.url.uris),
             )
+
+    def _read_files(self) -> None:
+        """Read the files the options name (bind password, CA) and set up the pool; when one
+        cannot be read, remember why (every check then answers 500 and tries again)."""
+        config = self.config
+        try:
+            password = None
+            if config.bind_password_file is not None:
+                password = read_bind_password(config.bind_password_file)
+            if config.ca_file is not None:
+                probe_file("authn.ldap.ca_file", config.ca_file)
+        except UnreadableFile as exc:
+            self._unreadable = exc
+            return
+        old, self.pool = self.pool, Pool(ConnectionConfig(config, password))
+        self._unreadable = None
+        old.close()
+
+    def _files_ready(self) -> None:
+        """Raise SourceUnavailable (500, ``file unreadable``) while a file the options name
+        cannot be read; one attribute read on the common path."""
+        if self._unreadable is not None:
+            with self._files_lock:
+                if self._unreadable is not None:
+                    try:
+                        self._read_files()
+                    except ConfigError as exc:  # readable again, but now empty
+                        raise SourceUnavailable(
+                            self.name, f"ldap: {exc}", status=500, reason=Reason.FILE_UNREADABLE
+                        ) from None
+            unreadable = self._unreadable
+            if unreadable is not None:
+                raise self._file_fault(unreadable)
+
+    def _file_fault(self, exc: UnreadableFile) -> SourceUnavailable:
+        return SourceUnavailable(self.name, f"ldap: {exc}", status=500, reason=Reason.FILE_UNREADABLE)
 
     # --- the source protocol ---
 
@@ -191,11 +229,14 @@ class Directory:
             identity = fold_login(login if login is not None else user)
             before(identity)
             return dataclasses.replace(Verdict.unknown(user, self.name), identity=identity)
+        self._files_ready()
         slot = self.pool.borrow()
         try:
             if self.config.bind_template is not None:
                 return self._check_direct(slot, user, login, password, before)
             return self._check_search(slot, user, login, password, before)
+        except UnreadableFile as exc:
+            raise self._file_fault(exc) from None
         except DirectoryDown as exc:
             raise self._down(f"while checking the password of {quote(user)}", exc) from None
         finally:
@@ -394,6 +435,7 @@ class Directory:
         dn_values = verdict.attrs.get("dn", ())
         user_dn = dn_values[0] if dn_values else None
         login = _login(verdict.user)
+        self._files_ready()
         slot = self.pool.borrow()
         try:
             if self.config.group_in_chain:
@@ -418,6 +460,8 @@ class Directory:
                     return True
                 seen |= {normalize_dn(d) for d in frontier}
             return False
+        except UnreadableFile as exc:
+            raise self._file_fault(exc) from None
         except DirectoryDown as exc:
             raise self._down(f"while looking up the groups of {quote(verdict.user)}", exc) from None
         finally:

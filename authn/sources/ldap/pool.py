@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import ldap
 
-from authn.errors import DirectoryDown
+from authn.errors import DirectoryDown, UnreadableFile, probe_file
 from authn.settings import LdapSettings
 
 T = TypeVar("T")
@@ -99,7 +99,8 @@ def describe(exc: BaseException) -> str:
 def open_connection(uri: str, config: ConnectionConfig) -> Any:
     """Open one connection to ``uri`` and bind it as the service account (or anonymous).
 
-    Raises python-ldap errors (the caller tries the next host).
+    Raises python-ldap errors (the caller tries the next host), UnreadableFile when the CA
+    file cannot be loaded.
     """
     conn = ldap.initialize(uri)
     conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
@@ -110,8 +111,17 @@ def open_connection(uri: str, config: ConnectionConfig) -> Any:
         conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND)
         if config.ca_file:
             conn.set_option(ldap.OPT_X_TLS_CACERTFILE, config.ca_file)
-        # libldap builds the TLS context from the options above only when asked to
-        conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+        # libldap builds the TLS context from the options above only when asked to; it
+        # answers a CA file it cannot load with a bare "ValueError: option error"
+        try:
+            conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+        except ValueError:
+            if config.ca_file:
+                probe_file("authn.ldap.ca_file", config.ca_file)  # says why, when it can
+                raise UnreadableFile(
+                    "authn.ldap.ca_file", config.ca_file, "not a PEM CA certificate"
+                ) from None
+            raise
     if config.starttls:
         conn.start_tls_s()
     if config.bind_dn is not None:
