@@ -237,7 +237,10 @@ class Gate:
         auth, lockout = self.authenticator, self.lockout
         if not password:
             return Refused(user, auth.sources[0].name if auth.sources else "-", Reason.EMPTY_PASSWORD)
-        cached = auth.cached(user, password)
+        try:
+            cached = auth.cached(user, password)
+        except SourceUnavailable as exc:  # the cache asks the source's generation
+            return unavailable(user, exc)
         if cached is not None:
             if lockout is not None:
                 identity = auth.identity(user, cached)

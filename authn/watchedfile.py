@@ -36,7 +36,9 @@ The server only reads; it never writes the file.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +55,23 @@ SETTLE_SECONDS = 0.2
 #: this makes an edit visible to every Apache child within 0.7 s.
 CHECK_INTERVAL = 0.5
 Generation = tuple[int, int, int, int, int]
+#: the largest file read (a 100,000-user bcrypt file is 7 MB); a larger one fails closed
+MAX_BYTES = 256 * 1024 * 1024
+
+
+def _open_regular(path: str) -> BinaryIO:
+    """``path`` opened for reading without ever blocking: O_NONBLOCK, so a FIFO put in the
+    file's place cannot hang the Apache child in open(); then anything but a regular file
+    (a FIFO, a device, a folder) is refused with an OSError, so it fails closed (500)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +149,7 @@ class WatchedFile(Generic[T]):
             for _ in range(3 if first_look else 1):
                 # Changed (or never loaded): open it now, so that a file made unreadable
                 # fails closed on this very look, before any wait for it to settle.
-                with open(self.path, "rb") as fh:
+                with _open_regular(self.path) as fh:
                     st = os.fstat(fh.fileno())
                     if not first_look and not self._settled(st, now):
                         # Perhaps being written right now: keep the old answer, look again soon.
@@ -181,7 +200,9 @@ class WatchedFile(Generic[T]):
         A file replaced by rename while we read it is fine: we read one complete inode (the
         next check sees the new one). Only an in-place write during the read is refused."""
         started = time.perf_counter()
-        data = fh.read()
+        data = fh.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise OSError(errno.EFBIG, f"larger than {MAX_BYTES // (1024 * 1024)} MB")
         after = _generation(os.fstat(fh.fileno()))
         if after != generation or len(data) != generation[2]:
             return None

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 
 from authn.cli.common import ERR_FILE, ERR_SYNTAX, Exit, note
 from authn.errors import StoreUnavailable
-from authn.lockout.policy import client_key, describe_key
+from authn.lockout.policy import client_key, counted_address, describe_key
 from authn.lockout.stores import LockoutStore, RedisStore, SqliteStore
 from authn.settings import DEFAULT_CLIENT_THRESHOLD, DEFAULT_THRESHOLD
 
@@ -175,7 +175,7 @@ def _each(stores: list[LockoutStore]) -> Iterator[tuple[LockoutStore, list[tuple
 
 def _matches(key: str, user: str | None, address: str | None) -> bool:
     kind, client, account = describe_key(key)
-    if address is not None and client != address:
+    if address is not None and client != counted_address(address):
         return False
     if user is None:
         return True  # --address: the address's own counter and every pair from it

@@ -49,6 +49,8 @@ handler's first look) and :meth:`Lockout.reserve` / :meth:`Lockout.settle` aroun
 from __future__ import annotations
 
 import dataclasses
+import functools
+import ipaddress
 import logging
 import math
 import os
@@ -94,12 +96,30 @@ MAX_USER_IN_KEY = 256  #: longer names are cut in keys: only an attacker's junk 
 # --- keys ---------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8192)
+def _ipv6_network(client: str) -> str:
+    try:
+        address = ipaddress.IPv6Address(client.split("%", 1)[0])
+    except ValueError:
+        return client
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
+
+
+def counted_address(client: str) -> str:
+    """What the lockout counts a client under: an IPv4 address as it is; an IPv6 address
+    by its /64 network (one host usually holds a whole /64, so counting each /128 apart
+    would give it a fresh budget per address); an IPv4-mapped IPv6 address as IPv4."""
+    return _ipv6_network(client) if ":" in client else client
+
+
 def client_key(client: str) -> str:
-    return f"c {client}"
+    return f"c {counted_address(client)}"
 
 
 def pair_key(client: str, user: str) -> str:
-    return f"u {client} {user[:MAX_USER_IN_KEY]}"
+    return f"u {counted_address(client)} {user[:MAX_USER_IN_KEY]}"
 
 
 def describe_key(key: str) -> tuple[str, str, str | None]:
@@ -271,6 +291,7 @@ class Lockout:
         STATS.checks += 1
         if not self._usable():
             return OPEN
+        client = counted_address(client)
         now = time.monotonic()
         marks = self._marks()
         mark = marks.read(client) if marks is not None else None  # before the store read
@@ -372,6 +393,7 @@ class Lockout:
         failure (a wrong password) or gives it back (a right one, or a fault).
         A store that cannot answer gives an open Reservation that counted nothing.
         """
+        client = counted_address(client)
         now = time.monotonic()
         for known_key in ((client, None), (client, user)):
             known = self._known_lock(known_key, now)
@@ -433,7 +455,7 @@ class Lockout:
         if seen.pair_failures == 0 or not self._usable():
             return
         try:
-            self.store.give_back([], [pair_key(client, user)])
+            self.store.give_back([], [pair_key(counted_address(client), user)])
         except StoreUnavailable as exc:
             self._fault(exc)
             return

@@ -11,7 +11,8 @@ Two stores, one interface (:class:`LockoutStore`):
   server; no server process is needed. Reads do not block writers (WAL); a write is one short
   transaction.
 * :class:`RedisStore`: a Redis server, for several Apache machines behind one load balancer.
-  Expiry is Redis's own (``EXPIRE ... NX``), so the machines' clocks need not agree.
+  Expiry is Redis's own (``EXPIRE``, set with a counter's first failure), so the machines'
+  clocks need not agree; Redis 6 or later.
 
 Beside the SQLite database, :class:`FailureMarks` (``<database>.marks``, 32 KB, mapped into
 every process) lets a request of a good user skip the store read: see its docstring.
@@ -124,6 +125,25 @@ _UPSERT = (
     " expires = CASE WHEN expires <= ?2 THEN ?2 + ?3 ELSE expires END "
     "RETURNING failures, expires"
 )
+
+
+def take_queue(fd: int, deadline: float, store: str) -> None:
+    """Take the writers' lock file (``flock``) by ``deadline`` (a monotonic time), or raise
+    StoreUnavailable: our own writers hold it for a short transaction each, so waiting
+    longer means something outside authn holds it, and the store counts as down (the
+    lockout fails open, logged) instead of every request hanging behind it."""
+    pause = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable(
+                    f"{store}: its lock file was held by another process for {SQLITE_BUSY_SECONDS:.0f} s"
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
 
 
 class FailureMarks:
@@ -288,7 +308,7 @@ class SqliteStore:
             # In the queue too: children opening a new database at once would otherwise race
             # on switching it to WAL ("database is locked" at once, no busy wait).
             fd = self._queue_file()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            take_queue(fd, time.monotonic() + SQLITE_BUSY_SECONDS, f"lockout store {self.path}")
             try:
                 conn = sqlite3.connect(
                     self.path,
@@ -319,13 +339,20 @@ class SqliteStore:
     @contextlib.contextmanager
     def _connected(self, doing: str) -> Iterator[sqlite3.Connection]:
         """The process's connection, under the lock; an SQLite error in the block becomes a
-        StoreUnavailable saying what was being done (and the connection is reopened next)."""
-        with self._use:
+        StoreUnavailable saying what was being done (and the connection is reopened next).
+        A thread waits at most :data:`SQLITE_BUSY_SECONDS` for the other threads."""
+        if not self._use.acquire(timeout=SQLITE_BUSY_SECONDS):
+            raise StoreUnavailable(
+                f"lockout store {self.path}: {doing}: busy for {SQLITE_BUSY_SECONDS:.0f} s"
+            )
+        try:
             conn = self._connection()
             try:
                 yield conn
             except sqlite3.Error as exc:
                 raise self._fault(doing, exc) from None
+        finally:
+            self._use.release()
 
     def get(self, keys: Sequence[str]) -> dict[str, Count]:
         marks = ",".join("?" * len(keys))
@@ -363,10 +390,15 @@ class SqliteStore:
         short transactions before it. Expired counters are purged and the table bounded
         every :data:`PURGE_EVERY_SECONDS` by whoever writes then.
         """
+        deadline = time.monotonic() + SQLITE_BUSY_SECONDS
         with self._connected(doing) as conn:
             fd = self._queue_file()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            take_queue(fd, deadline, f"lockout store {self.path}")
             try:
+                # what is left of the deadline: a transaction held outside authn (an admin's
+                # sqlite3 shell) makes this request fail open after it, not wait in a chain
+                left = max(1, int((deadline - time.monotonic()) * 1000))
+                conn.execute(f"PRAGMA busy_timeout={left}")
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
@@ -463,7 +495,7 @@ local reply = {ok}
 for i, key in ipairs(KEYS) do
   if ok == 1 then
     counts[i] = redis.call('INCR', key)
-    redis.call('EXPIRE', key, ARGV[1], 'NX')
+    if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ARGV[1]) end
   end
   table.insert(reply, counts[i])
   table.insert(reply, redis.call('PTTL', key))

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from authn.errors import StoreUnavailable
+from authn.lockout.stores import take_queue
 
 SQLITE_BUSY_SECONDS = 5.0
 PURGE_EVERY_SECONDS = 30.0
@@ -161,7 +162,7 @@ class SqliteSessions:
             if st.st_uid != os.geteuid() or st.st_mode & 0o022:
                 raise OSError(f"folder {self.folder} belongs to uid {st.st_uid} or is writable by others")
         fd = self._queue()
-        fcntl.flock(fd, fcntl.LOCK_EX)  # children opening a new database at once queue here
+        take_queue(fd, time.monotonic() + SQLITE_BUSY_SECONDS, f"session store {self.path}")
         try:
             conn = sqlite3.connect(
                 self.path, timeout=SQLITE_BUSY_SECONDS, isolation_level=None, check_same_thread=False
@@ -191,8 +192,11 @@ class SqliteSessions:
             try:
                 conn = self._connection()
                 fd = self._queue()
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+                take_queue(fd, deadline, f"session store {self.path}")
                 try:
+                    left = max(1, int((deadline - time.monotonic()) * 1000))
+                    conn.execute(f"PRAGMA busy_timeout={left}")
                     conn.execute("BEGIN IMMEDIATE")
                     try:
                         yield conn
@@ -341,7 +345,8 @@ class RedisSessions:
             pipe.hset(key, mapping=fields)
             pipe.expire(key, ttl)
             pipe.sadd(f"{REDIS_PREFIX}user:{session.user}", session.id)
-            pipe.expire(f"{REDIS_PREFIX}user:{session.user}", ttl, gt=True)
+            # longer than any session (a week at most): a revoke cleans the set anyway
+            pipe.expire(f"{REDIS_PREFIX}user:{session.user}", 8 * 86400)
             pipe.execute()
 
         self._call("while creating a session", run)

@@ -98,3 +98,18 @@ def test_filter_matches_exactly_the_reasons_counted_or_locked() -> None:
         Reason.FILE_UNREADABLE,
         Reason.DIRECTORY_DOWN,
     }
+
+
+def test_ipv6_clients_are_banned_by_their_own_address(tmp_path: Path) -> None:
+    """An IPv6 client whose source port has four digits or fewer must not have the port read
+    as one more group of its address (it would escape the ban and frame a neighbour)."""
+    fail2ban_regex = need_program("fail2ban-regex", "fail2ban")
+    prefix = "[Thu Dec 03 08:00:00.000000 2026] [:error] [pid 1:tid 2]"
+    denial = 'authn: denied user="alice" client={ip} source=file reason="bad password" uri="/private/"'
+    cases = [("::1", 8080), ("::1", 1234), ("2001:db8::5", 1234), ("2001:db8::7", 45678), ("192.0.2.9", 80)]
+    log = tmp_path / "error.log"
+    log.write_text("".join(f"{prefix} [client {ip}:{port}] {denial.format(ip=ip)}\n" for ip, port in cases))
+    ips = subprocess.run(
+        [fail2ban_regex, "--out", "ip", str(log), str(FILTER)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert sorted(ips) == sorted(ip for ip, _ in cases)

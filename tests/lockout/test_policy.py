@@ -136,8 +136,8 @@ def test_private_default_folder_refuses_a_folder_others_can_write(tmp_path: Path
 
 def test_long_user_names_share_a_bounded_key() -> None:
     assert lockout.pair_key("192.0.2.1", "x" * 10_000) == lockout.pair_key("192.0.2.1", "x" * 300)
-    assert lockout.describe_key(lockout.pair_key("::1", "a b")) == ("pair", "::1", "a b")
-    assert lockout.describe_key(lockout.client_key("::1")) == ("client", "::1", None)
+    assert lockout.describe_key(lockout.pair_key("::1", "a b")) == ("pair", "::/64", "a b")
+    assert lockout.describe_key(lockout.client_key("192.0.2.1")) == ("client", "192.0.2.1", None)
 
 
 def test_options() -> None:
@@ -368,3 +368,41 @@ def test_a_locked_address_costs_no_store_transaction_per_new_user_name(
     assert all(d.locked and d.reason == lockout.CLIENT_LOCKED for d in decisions)
     assert len(calls) <= 1
     assert [d.repeat for d in decisions].count(False) <= 1  # reported once per lock
+
+
+def test_a_lock_file_held_outside_authn_fails_open_after_the_busy_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Something outside authn holding the writers' lock file (a script of the Apache user,
+    an admin's tool) makes the store count as down after SQLITE_BUSY_SECONDS: the request
+    fails open (logged) instead of hanging behind it."""
+    import fcntl
+
+    from authn.lockout import stores as lockoutstore
+
+    monkeypatch.setattr(lockoutstore, "SQLITE_BUSY_SECONDS", 0.3)
+    store = SqliteStore(str(tmp_path / "counters"))
+    guard = Lockout(Policy(threshold=3, window=60), store)
+    _fail(guard, "192.0.2.1", "alice")  # the database and its lock file exist
+    holder = os.open(store.path + ".lock", os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        started = time.monotonic()
+        with caplog.at_level(logging.ERROR, logger="authn"):
+            reservation = guard.reserve("192.0.2.1", "alice")
+        assert not reservation.decision.locked and not reservation.counted  # failed open
+        assert time.monotonic() - started < 2
+        assert any("held by another process" in r.getMessage() for r in caplog.records)
+    finally:
+        os.close(holder)
+
+
+def test_ipv6_clients_count_by_their_slash_64(make_store: StoreFactory) -> None:
+    """A host holds a whole /64: its addresses share one budget (else each /128 is fresh)."""
+    guard = Lockout(Policy(threshold=3, client_threshold=100, window=60), make_store())
+    for host in ("2001:db8:1:2::10", "2001:db8:1:2::11", "2001:db8:1:2:ffff::1"):
+        _fail(guard, host, "alice")
+    assert guard.check("2001:db8:1:2::99", "alice").locked
+    assert not guard.check("2001:db8:1:3::10", "alice").locked  # another /64
+    assert lockout.counted_address("::ffff:192.0.2.7") == "192.0.2.7"
+    assert lockout.counted_address("192.0.2.7") == "192.0.2.7"

@@ -201,3 +201,18 @@ def test_a_concurrent_burst_gets_at_most_the_threshold_of_checks(
 def test_counted_reasons_are_the_real_checks() -> None:
     assert Reason.EMPTY_PASSWORD not in COUNTED and Reason.NOT_IN_GROUP not in COUNTED
     assert {Reason.UNKNOWN_USER, Reason.BAD_PASSWORD} <= COUNTED
+
+
+def test_a_missing_file_behind_the_cache_is_unavailable_not_a_crash(
+    site: Callable[..., Site], tmp_path: Path
+) -> None:
+    """The cache asks the password file's generation before any check: a file gone or
+    unreadable there is the same 500 with its reason, not an exception out of the gate."""
+    s = site(authn_cache_ttl="300", authn_cache_dir=str(tmp_path / "cache"))
+    assert isinstance(s.gate.admit(CLIENT, "alice", b"right"), Granted)
+    s.users.rename(s.users.with_suffix(".gone"))
+    import time
+
+    time.sleep(0.6)  # the next look at the file's identity
+    answer = s.gate.admit(CLIENT, "alice", b"right")
+    assert isinstance(answer, Unavailable) and answer.reason is Reason.FILE_UNREADABLE

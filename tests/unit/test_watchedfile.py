@@ -204,3 +204,33 @@ def test_an_unreadable_file_keeps_failing_closed_until_readable_and_settled(tmp_
 
     seconds_until(answer)
     assert b"old\n" not in seen and seen[-1] == b"new\n"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_file_replaced_by_a_fifo_or_a_folder_fails_closed_at_once(tmp_path: Path, kind: str) -> None:
+    """A FIFO put in the file's place must not hang the reader in open() (an Apache child
+    would wait forever, and with it every later request): it answers like an unreadable file."""
+    import threading
+
+    path = tmp_path / "users"
+    path.write_text("alice:x\n")
+    watched = WatchedFile(str(path), lambda data, _: data, what="password file", source="file", interval=0)
+    assert watched.current().value == b"alice:x\n"
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    outcome: list[object] = []
+
+    def look() -> None:
+        try:
+            outcome.append(watched.current())
+        except SourceUnavailable as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=look, daemon=True)
+    reader.start()
+    reader.join(5)
+    assert outcome, "the reader hung"
+    assert isinstance(outcome[0], SourceUnavailable) and "not a regular file" in str(outcome[0])

@@ -108,7 +108,9 @@ def fold_login(login: str) -> str:
     """
     text = "".join(
         " " if unicodedata.category(ch) in ("Zs", "Zl", "Zp") or ch in "\t\n\v\f\r\x85" else ch
-        for ch in login.translate(_MAPPED_TO_NOTHING)
+        # U+0130 (I with a dot) is the one letter Python folds to i plus a combining dot where
+        # a directory takes it as i: fold it to i, so "alİce" shares alice's counter
+        for ch in login.translate(_MAPPED_TO_NOTHING).replace("\u0130", "i")
         if unicodedata.category(ch) != "Cc" or ch in "\t\n\v\f\r\x85"
     )
     text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
