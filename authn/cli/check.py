@@ -45,6 +45,7 @@ from authn.settings import ACTIVATE_AUTHN, ACTIVATE_AUTHZ, OPTIONS, PREFIX, Sett
 AUTH_HANDLERS = ("pythonauthenhandler", "pythonauthzhandler", "pythonaccesshandler")
 USER_REQUIRES = ("valid-user", "user", "group", "ldap-user", "ldap-group", "ldap-dn", "file-group")
 DEFAULT_RUN_USER = "www-data"
+WARNING = "warning: "
 
 
 class Findings:
@@ -55,6 +56,11 @@ class Findings:
         line = f"{where}: {problem}; fix: {fix}"
         if line not in self.lines:
             self.lines.append(line)
+
+    def warn(self, where: str, problem: str, fix: str) -> None:
+        """Something to fix that makes no 500 and grants nothing it should refuse: printed,
+        but the exit status stays 0 for it."""
+        self.add(where, f"{WARNING}{problem}", fix)
 
 
 def _options(directives: Iterable[Directive]) -> list[tuple[Directive, str, str]]:
@@ -256,6 +262,48 @@ def _auth_blocks(config: Config) -> dict[tuple[Section, ...], Directive]:
     return blocks
 
 
+def _check_sign_in(
+    config: Config,
+    block: tuple[Section, ...],
+    names: dict[str, Directive],
+    basic_first: bool,
+    where: str,
+    findings: Findings,
+) -> None:
+    """A block with ``authn.login form``: its AuthType, HTTPS, and the sign-in pages."""
+    authtype = names.get("authtype")
+    if basic_first and authtype is not None and authtype.args and authtype.args[0].lower() == "basic":
+        findings.add(
+            where,
+            f"{block[-1]} sets authn.login form with AuthType Basic: mod_auth_basic, loaded before "
+            "mod_python, answers every request without credentials itself (401), so browsers get "
+            "a password dialog and never the sign-in page",
+            "Include conf/authn-form.conf instead of conf/authn-basic.conf",
+        )
+    if not any(
+        d.name == "pythonhandler" and d.args and "loginhandler" in d.args[0] for d in config.directives
+    ):
+        findings.warn(
+            where,
+            f"{block[-1]} sets authn.login form but no sign-in pages are configured: browsers "
+            "are sent to /authn/login and get 404",
+            "Include conf/authn-login.conf at server level",
+        )
+    vhost = next((s for s in block if s.name == "virtualhost"), None)
+    encrypted = any(
+        d.name == "sslengine" and d.args and d.args[0].lower() == "on"
+        for d in config.directives
+        if vhost is None or vhost in d.sections
+    )
+    if not encrypted:
+        findings.warn(
+            where,
+            f"{block[-1]} signs browsers in with a form over plain HTTP: passwords and session "
+            "cookies cross the network in clear (no 'SSLEngine on' in its virtual host)",
+            "serve it over HTTPS (or make sure a TLS proxy in front does)",
+        )
+
+
 def _check_blocks(config: Config, findings: Findings, fragment: bool) -> None:
     basic, python = _module_order(config)
     basic_first = basic is not None and python is not None and basic_before(config, basic, python)
@@ -322,9 +370,12 @@ def _check_blocks(config: Config, findings: Findings, fragment: bool) -> None:
         if ACTIVATE_AUTHN not in keys:
             continue
         try:
-            parse_settings([(key, value) for _, key, value in opts if key in OPTIONS])
+            settings = parse_settings([(key, value) for _, key, value in opts if key in OPTIONS])
         except ConfigError as exc:
             findings.add(where, f"{block[-1]}: {exc}", "add or correct the PythonOption line it names")
+        else:
+            if settings.login.form:
+                _check_sign_in(config, block, names, basic_first, where, findings)
         if not handler_at_server_level:
             findings.add(
                 where,
@@ -334,7 +385,8 @@ def _check_blocks(config: Config, findings: Findings, fragment: bool) -> None:
             )
         off = names.get("authbasicauthoritative")
         workaround = off is not None and off.args and off.args[0].lower() == "off"
-        if basic_first and not workaround:
+        is_basic = authtype is None or not authtype.args or authtype.args[0].lower() == "basic"
+        if basic_first and not workaround and is_basic:  # another AuthType: mod_auth_basic declines
             assert basic is not None
             findings.add(
                 where,
@@ -615,8 +667,9 @@ def main(argv: list[str]) -> int:
     lines = _check_main_or_fragment(args.config, config)
     for line in lines:
         print(line)
-    if lines:
-        print(f"authn check: {len(lines)} problem(s) found")
+    problems = [line for line in lines if f": {WARNING}" not in line]
+    if problems:
+        print(f"authn check: {len(problems)} problem(s) found")
         return 1
     print(f"authn check: {args.config}: no problem found")
     return 0

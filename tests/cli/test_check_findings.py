@@ -264,3 +264,24 @@ def test_check_is_cheap(scratch: Path) -> None:
     got = authn("check", "/etc/apache2")
     assert got.returncode in (0, 1), got
     assert time.monotonic() - started < 10
+
+
+def test_form_sign_in_findings(scratch: Path, start_apache: StartApache) -> None:
+    """authn.login form with AuthType Basic (mod_auth_basic answers first: a 401, never the
+    sign-in page) is a problem; no sign-in pages and plain HTTP are warnings (exit 0)."""
+    _users, body, _site = _layout(scratch, "    PythonOption authn.login form")
+    server = start_apache(SERVER + body)
+    code, out = _check(server)
+    assert code == 1 and "with AuthType Basic" in out and "conf/authn-form.conf" in out
+    assert request(server.port, "/private/index.html", headers={"Accept": "text/html"}).status == 401
+    fixed = body.replace("authn-basic.conf", "authn-form.conf").replace(
+        "    PythonOption authn.login form\n", ""
+    )
+    server = start_apache(SERVER + fixed)
+    code, out = _check(server)
+    assert code == 0, out
+    assert "warning: " in out and "no sign-in pages" in out and "over plain HTTP" in out
+    server = start_apache(SERVER + f'\nInclude "{CONF_DIR}/authn-login.conf"\n' + fixed)
+    code, out = _check(server)
+    assert code == 0 and "no sign-in pages" not in out and "over plain HTTP" in out
+    assert request(server.port, "/private/index.html", headers={"Accept": "text/html"}).status == 303
