@@ -24,6 +24,7 @@ What counts is :data:`authn.verdict.COUNTED`; every refusal carries its
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -112,7 +113,9 @@ class Gate:
         self._sessions: Sessions | None = None
         self.realm = realm_of(settings)
         self._otp = SecretsFile(settings.login.otp_file) if settings.login.otp_file else None
-        self._rechecked: dict[str, float] = {}  # session id -> when to ask the directory again
+        # session id -> (the session record it was checked on, the sources' generation then,
+        # until when the check holds, the decoded verdict)
+        self._resumed: dict[str, tuple[object, tuple[object, ...], float, Verdict]] = {}
 
     @property
     def sessions(self) -> Sessions:
@@ -138,22 +141,31 @@ class Gate:
             return Unavailable("", "sessions", 503, str(exc), Reason.DIRECTORY_DOWN)
         if session is None:
             return None
-        verdict = decode_granted(session.user, session.verdict)
-        # A password file answers from memory: its entry is compared on every request. A
-        # directory is asked again at most once per cache TTL per process (like a cached
-        # password): a changed password, a disabled or deleted entry ends the session then.
+        # A password file answers from memory: the session's entry is compared again whenever
+        # the file changed (its generation), so an edit ends the session within the second
+        # the file takes to reload. A directory is asked again at most once per cache TTL per
+        # process (like a cached password): a changed password, a disabled or deleted entry
+        # ends the session then.
         now = time.monotonic()
-        if verdict.source == "file" or now >= self._rechecked.get(session.id, 0.0):
+        try:
+            generation = tuple(source.generation() for source in self.authenticator.sources)
+        except SourceUnavailable as exc:
+            return unavailable(session.user, exc)
+        known = self._resumed.get(session.id)
+        if known is not None and known[0] is session and known[1] == generation and now < known[2]:
+            verdict = known[3]
+        else:
+            verdict = decode_granted(session.user, session.verdict)
             try:
                 if self.authenticator.fingerprint(session.user, verdict) != session.fingerprint:
-                    self._rechecked.pop(session.id, None)
+                    self._resumed.pop(session.id, None)
                     return None
             except SourceUnavailable as exc:
                 return unavailable(session.user, exc)
-            if verdict.source != "file":
-                if len(self._rechecked) >= 8192:
-                    self._rechecked.clear()
-                self._rechecked[session.id] = now + self.authenticator.settings.cache.ttl
+            if len(self._resumed) >= 8192:
+                self._resumed.clear()
+            until = math.inf if verdict.source == "file" else now + self.authenticator.settings.cache.ttl
+            self._resumed[session.id] = (session, generation, until, verdict)
         return self.authorize(session.user, verdict)
 
     def sign_in(self, client: str, user: str, password: bytes, code: str = "") -> Answer:
