@@ -89,6 +89,8 @@ CLEAN_MARKED_SECONDS = 60.0
 UNLOCK_POLL_SECONDS = 0.5
 CLEAN_MAX = 4096  #: clean records kept per process (all dropped when full)
 CLIENT_LOCKED = "client address locked out"  #: Decision.reason of a locked address
+CROWDED = "too many checks in flight"  #: Decision.reason when checks in flight never settled
+CROWDED_WAIT_SECONDS = 5.0  #: how long a check waits for the checks in flight before it
 PAIR_LOCKED = "user locked out from this address"  #: Decision.reason of a locked pair
 MAX_USER_IN_KEY = 256  #: longer names are cut in keys: only an attacker's junk shares a prefix
 
@@ -383,14 +385,17 @@ class Lockout:
         return Decision(True, max(1, math.ceil(expires - now)), reason, pair_failures)
 
     def reserve(self, client: str, user: str) -> Reservation:
-        """Count a failure for (client, user) *before* its password is checked.
+        """Take a place for (client, user)'s check *before* its password is checked.
 
-        Atomic in the store: when the client and the pair are both below their thresholds,
-        one failure is counted under each and the Reservation's decision is open (go on and
-        check); else nothing is counted and the decision is locked (refuse with 429, no
-        check). However many requests race, at most ``threshold`` checks per pair and
-        ``client_threshold`` per client happen in a window. :meth:`settle` then keeps the
-        failure (a wrong password) or gives it back (a right one, or a fault).
+        Atomic in the store: a check may start only while the failures counted so far plus
+        the checks now in flight stay below the threshold, for the pair and for the client;
+        :meth:`settle` then turns the place into a failure (a wrong password) or frees it (a
+        right one, or a fault). However many requests race, at most ``threshold`` failed
+        checks per pair and ``client_threshold`` per client happen in a window. When the
+        failures reached a threshold the decision is locked (429, no check, remembered until
+        the window ends); when checks in flight fill the rest, the request waits for them to
+        settle (at most :data:`CROWDED_WAIT_SECONDS`): a browser's twenty first requests with
+        the right password all pass, one after the other, and twenty guesses get ten checks.
         A store that cannot answer gives an open Reservation that counted nothing.
         """
         client = counted_address(client)
@@ -399,23 +404,27 @@ class Lockout:
             known = self._known_lock(known_key, now)
             if known is not None:
                 return Reservation(client, user, known, counted=False)
-        self._clean.clear()
         if not self._usable():
             return Reservation(client, user, OPEN, counted=False)
         keys = (client_key(client), pair_key(client, user))
         limits = ((keys[0], self.policy.client_threshold), (keys[1], self.policy.threshold))
-        try:
-            generation = self._unlocks(now)
-            counted, counts = self.store.reserve(limits, self.policy.window)
-        except StoreUnavailable as exc:
-            self._fault(exc)
-            return Reservation(client, user, OPEN, counted=False)
-        finally:
-            marks = self._marks()
-            if marks is not None:
-                marks.bump(client)  # after the counter is stored: see FailureMarks
+        deadline = now + CROWDED_WAIT_SECONDS
+        pause = 0.002
+        while True:
+            try:
+                generation = self._unlocks(time.monotonic())
+                status, counts = self.store.reserve(limits, self.policy.window)
+            except StoreUnavailable as exc:
+                self._fault(exc)
+                return Reservation(client, user, OPEN, counted=False)
+            if status != "crowded":
+                break
+            if time.monotonic() >= deadline:  # checks in flight that never end: try later
+                return Reservation(client, user, Decision(True, 1, CROWDED), counted=False)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
         self._recovered()
-        if counted:
+        if status == "counted":
             pair = counts.get(keys[1])
             return Reservation(
                 client, user, Decision(pair_failures=pair.failures if pair else 0), counted=True
@@ -423,30 +432,38 @@ class Lockout:
         decision = self._decide(counts, client, user, refusing=True)
         if not decision.locked:  # cannot happen with a consistent store; never refuse unlocked
             return Reservation(client, user, OPEN, counted=False)
-        self._remember_lock(client, user, decision, now, generation)
+        self._remember_lock(client, user, decision, time.monotonic(), generation)
         return Reservation(client, user, decision, counted=False)
 
     def settle(self, reservation: Reservation, outcome: Settled) -> None:
-        """The end of a reserved check. ``"failed"`` keeps what was counted; ``"granted"``
-        gives the client's failure back and clears the pair counter (a user who mistyped is
-        not punished later); ``"fault"`` (the source could not answer: not a guess) gives
-        both back."""
+        """The end of a reserved check. ``"failed"`` counts a failure for the pair and the
+        client; ``"granted"`` frees the place and clears the pair's failures (a user who
+        mistyped is not punished later; the client's stay); ``"fault"`` (the source could not
+        answer: not a guess) frees the place."""
         if outcome == "failed":
             STATS.failures += 1
-            return
-        if outcome == "granted":
+        elif outcome == "granted":
             STATS.successes += 1
         if not reservation.counted or not self._usable():
             return
-        pair = pair_key(reservation.client, reservation.user)
+        client, pair = client_key(reservation.client), pair_key(reservation.client, reservation.user)
+        failed = outcome == "failed"
+        if failed:
+            self._clean.clear()  # this process's clean records may be stale now
         try:
-            if outcome == "granted":
-                self.store.give_back([client_key(reservation.client)], [pair])
-            else:
-                self.store.give_back([client_key(reservation.client), pair], [])
+            self.store.settle(
+                [client, pair],
+                failed=failed,
+                clear=[pair] if outcome == "granted" else [],
+                window=self.policy.window,
+            )
         except StoreUnavailable as exc:
             self._fault(exc)
-            return
+        finally:
+            if failed:
+                marks = self._marks()
+                if marks is not None:
+                    marks.bump(reservation.client)  # after the failure is stored: see FailureMarks
 
     def succeeded(self, client: str, user: str, seen: Decision) -> None:
         """A success without a check (a cached verdict): clear the pair counter when the
@@ -555,7 +572,10 @@ class _BrokenStore:
     def get(self, keys: object) -> dict[str, Count]:
         raise self._fail()
 
-    def reserve(self, limits: object, window: int) -> tuple[bool, dict[str, Count]]:
+    def reserve(self, limits: object, window: int) -> tuple[str, dict[str, Count]]:
+        raise self._fail()
+
+    def settle(self, keys: object, *, failed: bool, clear: object, window: int) -> None:
         raise self._fail()
 
     def give_back(self, decrement: object, delete: object) -> None:

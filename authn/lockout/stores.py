@@ -17,11 +17,13 @@ Two stores, one interface (:class:`LockoutStore`):
 Beside the SQLite database, :class:`FailureMarks` (``<database>.marks``, 32 KB, mapped into
 every process) lets a request of a good user skip the store read: see its docstring.
 
-Counting is *reserve, then settle*: :meth:`LockoutStore.reserve` counts a failure under a
-client key and a pair key in one atomic step *before* the password is checked, and only when
-both are below their limits; a check that then succeeds gives it back
-(:meth:`LockoutStore.give_back`). So however many requests race, at most the threshold of
-real checks happen per key and window.
+Counting is *reserve, then settle*: :meth:`LockoutStore.reserve` takes a place for a check
+under a client key and a pair key in one atomic step *before* the password is checked, and
+only while the failures plus the checks in flight (*pending*) stay below the limits;
+:meth:`LockoutStore.settle` then turns the place into a failure or frees it. So however many
+requests race, at most the threshold of failed checks happen per key and window, and checks
+with the right password never count against it (a pending place expires after
+:data:`PENDING_SECONDS` if its process died mid-check).
 
 A busy store is not a down store. SQLite writers queue on a lock file (``<database>.lock``,
 ``flock``) before they touch the database, so they never compete inside SQLite and a flood
@@ -85,10 +87,17 @@ class LockoutStore(Protocol):
         """The live counters among ``keys`` (absent or expired keys are left out)."""
         ...
 
-    def reserve(self, limits: Sequence[tuple[str, int]], window: int) -> tuple[bool, dict[str, Count]]:
-        """Atomically: when every key's live count is below its limit, count one failure
-        under each (a key with no live counter starts a window of ``window`` seconds) and
-        return ``(True, counts after)``; else change nothing and return ``(False, counts)``."""
+    def reserve(self, limits: Sequence[tuple[str, int]], window: int) -> tuple[str, dict[str, Count]]:
+        """Atomically, for a check about to run: ``"locked"`` when a key's live failures
+        reached its limit; ``"crowded"`` when its failures plus the checks now in flight
+        (pending) reached it; else one more pending check under every key and ``"counted"``.
+        Returns the status and the live failure counters."""
+        ...
+
+    def settle(self, keys: Sequence[str], *, failed: bool, clear: Sequence[str], window: int) -> None:
+        """The end of a check reserved under ``keys``: one pending check less under each;
+        ``failed``: one failure more under each (a key with no live failures starts a window
+        of ``window`` seconds); the failures of the keys in ``clear`` are forgotten."""
         ...
 
     def give_back(self, decrement: Sequence[str], delete: Sequence[str]) -> None:
@@ -113,17 +122,28 @@ class LockoutStore(Protocol):
 
 # --- SQLite -------------------------------------------------------------------------------
 
+#: how long a check in flight holds its place (a process that died mid-check frees it then)
+PENDING_SECONDS = 30.0
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS counters ("
-    " key TEXT PRIMARY KEY, failures INTEGER NOT NULL, expires REAL NOT NULL"
+    " key TEXT PRIMARY KEY, failures INTEGER NOT NULL, expires REAL NOT NULL,"
+    " pending INTEGER NOT NULL DEFAULT 0, pending_until REAL NOT NULL DEFAULT 0"
     ") WITHOUT ROWID"
 )
-_UPSERT = (
-    "INSERT INTO counters (key, failures, expires) VALUES (?1, 1, ?2 + ?3) "
+_PENDING_UP = (
+    "INSERT INTO counters (key, failures, expires, pending, pending_until) VALUES (?1, 0, 0, 1, ?2 + ?3) "
+    "ON CONFLICT (key) DO UPDATE SET"
+    " failures = CASE WHEN expires <= ?2 THEN 0 ELSE failures END,"
+    " expires = CASE WHEN expires <= ?2 THEN 0 ELSE expires END,"
+    " pending = CASE WHEN pending_until <= ?2 THEN 1 ELSE pending + 1 END,"
+    " pending_until = ?2 + ?3"
+)
+_FAILED = (
+    "INSERT INTO counters (key, failures, expires, pending, pending_until) VALUES (?1, 1, ?2 + ?3, 0, 0) "
     "ON CONFLICT (key) DO UPDATE SET"
     " failures = CASE WHEN expires <= ?2 THEN 1 ELSE failures + 1 END,"
-    " expires = CASE WHEN expires <= ?2 THEN ?2 + ?3 ELSE expires END "
-    "RETURNING failures, expires"
+    " expires = CASE WHEN expires <= ?2 THEN ?2 + ?3 ELSE expires END,"
+    " pending = max(0, pending - 1)"
 )
 
 
@@ -320,6 +340,10 @@ class SqliteStore:
                 conn.execute("PRAGMA synchronous=NORMAL")  # may lose a failure on power loss
                 conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
                 conn.execute(_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(counters)")}
+                if "pending" not in columns:  # a database of an earlier version
+                    conn.execute("ALTER TABLE counters ADD COLUMN pending INTEGER NOT NULL DEFAULT 0")
+                    conn.execute("ALTER TABLE counters ADD COLUMN pending_until REAL NOT NULL DEFAULT 0")
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         except (OSError, sqlite3.Error) as exc:
@@ -359,7 +383,7 @@ class SqliteStore:
         with self._connected("while reading counters") as conn:
             rows = conn.execute(
                 f"SELECT key, failures, expires FROM counters WHERE key IN ({marks}) "  # noqa: S608 - only '?' marks
-                "AND expires > ?",
+                "AND expires > ? AND failures > 0",
                 (*keys, time.time()),
             ).fetchall()
         return {key: Count(failures, expires) for key, failures, expires in rows}
@@ -416,7 +440,7 @@ class SqliteStore:
 
     @staticmethod
     def _purge(conn: sqlite3.Connection, now: float) -> None:
-        conn.execute("DELETE FROM counters WHERE expires <= ?", (now,))
+        conn.execute("DELETE FROM counters WHERE expires <= ?1 AND pending_until <= ?1", (now,))
         (count,) = conn.execute("SELECT count(*) FROM counters").fetchone()
         if count > MAX_COUNTERS:
             # the lowest counts first, the oldest of those first: one-failure addresses of a
@@ -427,24 +451,42 @@ class SqliteStore:
                 (count - MAX_COUNTERS * 9 // 10,),
             )
 
-    def reserve(self, limits: Sequence[tuple[str, int]], window: int) -> tuple[bool, dict[str, Count]]:
+    def reserve(self, limits: Sequence[tuple[str, int]], window: int) -> tuple[str, dict[str, Count]]:
         now = time.time()
         keys = [key for key, _ in limits]
         marks = ",".join("?" * len(keys))
-        counts: dict[str, Count] = {}
         with self._writing("while counting a failure") as conn:
             rows = conn.execute(
-                f"SELECT key, failures, expires FROM counters WHERE key IN ({marks}) "  # noqa: S608 - only '?' marks
-                "AND expires > ?",
-                (*keys, now),
+                f"SELECT key, failures, expires, pending, pending_until FROM counters WHERE key IN ({marks})",  # noqa: S608 - only '?' marks
+                keys,
             ).fetchall()
-            live = {key: Count(failures, expires) for key, failures, expires in rows}
-            if any(key in live and live[key].failures >= limit for key, limit in limits):
-                return False, live
+            failures = {key: (f if exp > now else 0, exp) for key, f, exp, _, _ in rows}
+            pending = {key: (p if until > now else 0) for key, _, _, p, until in rows}
+            live = {key: Count(f, exp) for key, (f, exp) in failures.items() if f > 0}
+            if any(failures.get(key, (0, 0.0))[0] >= limit for key, limit in limits):
+                return "locked", live
+            if any(failures.get(key, (0, 0.0))[0] + pending.get(key, 0) >= limit for key, limit in limits):
+                return "crowded", live
             for key in keys:
-                failures, expires = conn.execute(_UPSERT, (key, now, window)).fetchone()
-                counts[key] = Count(failures, expires)
-        return True, counts
+                conn.execute(_PENDING_UP, (key, now, PENDING_SECONDS))
+        return "counted", live
+
+    def settle(self, keys: Sequence[str], *, failed: bool, clear: Sequence[str], window: int) -> None:
+        now = time.time()
+        with self._writing("while settling a check") as conn:
+            for key in keys:
+                if failed:
+                    conn.execute(_FAILED, (key, now, window))
+                else:
+                    conn.execute("UPDATE counters SET pending = max(0, pending - 1) WHERE key = ?", (key,))
+            for key in clear:
+                conn.execute("UPDATE counters SET failures = 0, expires = 0 WHERE key = ?", (key,))
+            marks = ",".join("?" * len(keys))
+            conn.execute(
+                f"DELETE FROM counters WHERE key IN ({marks}) AND (expires <= ? OR failures <= 0) "  # noqa: S608
+                "AND (pending <= 0 OR pending_until <= ?)",
+                (*keys, now, now),
+            )
 
     def give_back(self, decrement: Sequence[str], delete: Sequence[str]) -> None:
         with self._writing("while giving a failure back") as conn:
@@ -457,7 +499,7 @@ class SqliteStore:
     def top(self, limit: int) -> list[tuple[str, Count]]:
         with self._connected("while listing counters") as conn:
             rows = conn.execute(
-                "SELECT key, failures, expires FROM counters WHERE expires > ? "
+                "SELECT key, failures, expires FROM counters WHERE expires > ? AND failures > 0 "
                 "ORDER BY failures DESC LIMIT ?",
                 (time.time(), limit),
             ).fetchall()
@@ -482,25 +524,46 @@ class SqliteStore:
 # --- Redis --------------------------------------------------------------------------------
 
 
-# KEYS: the counters; ARGV[1]: the window in seconds, ARGV[2..]: each key's limit. Counts one
-# failure under every key only when each is below its limit; replies [ok, count, pttl, ...].
+# KEYS: n failure counters, then their n pending counters; ARGV[1]: seconds a pending check
+# holds its place, ARGV[2..]: each key's limit. Replies [status, failures, pttl, ...] with
+# status 0 locked, 1 crowded, 2 counted (one more pending check under every key).
 _RESERVE_LUA = """
-local counts = {}
-local ok = 1
-for i, key in ipairs(KEYS) do
-  counts[i] = tonumber(redis.call('GET', key) or '0')
-  if counts[i] >= tonumber(ARGV[i + 1]) then ok = 0 end
+local n = #KEYS / 2
+local status = 2
+local reply = {}
+for i = 1, n do
+  local f = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local p = tonumber(redis.call('GET', KEYS[n + i]) or '0')
+  local limit = tonumber(ARGV[i + 1])
+  if f >= limit then status = 0 elseif f + p >= limit and status == 2 then status = 1 end
+  table.insert(reply, f)
+  table.insert(reply, redis.call('PTTL', KEYS[i]))
 end
-local reply = {ok}
-for i, key in ipairs(KEYS) do
-  if ok == 1 then
-    counts[i] = redis.call('INCR', key)
-    if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ARGV[1]) end
+if status == 2 then
+  for i = 1, n do
+    redis.call('INCR', KEYS[n + i])
+    redis.call('EXPIRE', KEYS[n + i], ARGV[1])
   end
-  table.insert(reply, counts[i])
-  table.insert(reply, redis.call('PTTL', key))
 end
+table.insert(reply, 1, status)
 return reply
+"""
+# KEYS: n failure counters, then their n pending counters; ARGV[1]: 1 when the check failed,
+# ARGV[2]: the window, ARGV[3..]: 1 where the key's failures are cleared
+_SETTLE_LUA = """
+local n = #KEYS / 2
+for i = 1, n do
+  if tonumber(redis.call('GET', KEYS[n + i]) or '0') > 0 then
+    if redis.call('DECR', KEYS[n + i]) <= 0 then redis.call('DEL', KEYS[n + i]) end
+  end
+  if ARGV[1] == '1' then
+    redis.call('INCR', KEYS[i])
+    if redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+  elseif ARGV[i + 2] == '1' then
+    redis.call('DEL', KEYS[i])
+  end
+end
+return 0
 """
 # KEYS: ARGV[1] counters to take one failure from (never below zero), then counters to delete
 _GIVE_BACK_LUA = """
@@ -547,6 +610,7 @@ class RedisStore:
             retry_on_timeout=False,
         )
         self._reserve = self._client.register_script(_RESERVE_LUA)
+        self._settle = self._client.register_script(_SETTLE_LUA)
         self._give_back = self._client.register_script(_GIVE_BACK_LUA)
         kwargs = self._client.connection_pool.connection_kwargs
         where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
@@ -578,15 +642,25 @@ class RedisStore:
                 counts[key] = Count(int(value), now + int(ttl) / 1000)
         return counts
 
-    def reserve(self, limits: Sequence[tuple[str, int]], window: int) -> tuple[bool, dict[str, Count]]:
-        keys = [REDIS_PREFIX + key for key, _ in limits]
+    def reserve(self, limits: Sequence[tuple[str, int]], window: int) -> tuple[str, dict[str, Count]]:
+        names = [key for key, _ in limits]
+        keys = [REDIS_PREFIX + key for key in names] + [f"{REDIS_PREFIX}pending:{key}" for key in names]
         try:
-            reply = self._reserve(keys=keys, args=[window, *(limit for _, limit in limits)])
+            reply = self._reserve(keys=keys, args=[int(PENDING_SECONDS), *(limit for _, limit in limits)])
         except self._errors as exc:
             raise self._fault("while counting a failure", exc) from None
-        ok, values, ttls = int(reply[0]), reply[1::2], reply[2::2]
-        names = [key for key, _ in limits]
-        return bool(ok), self._counts(names, [v if int(v) > 0 else None for v in values], ttls)
+        status, values, ttls = int(reply[0]), reply[1::2], reply[2::2]
+        counts = self._counts(names, [v if int(v) > 0 else None for v in values], ttls)
+        return ("locked", "crowded", "counted")[status], counts
+
+    def settle(self, keys: Sequence[str], *, failed: bool, clear: Sequence[str], window: int) -> None:
+        names = list(keys)
+        redis_keys = [REDIS_PREFIX + key for key in names] + [f"{REDIS_PREFIX}pending:{key}" for key in names]
+        flags = ["1" if key in clear else "0" for key in names]
+        try:
+            self._settle(keys=redis_keys, args=["1" if failed else "0", window, *flags])
+        except self._errors as exc:
+            raise self._fault("while settling a check", exc) from None
 
     def give_back(self, decrement: Sequence[str], delete: Sequence[str]) -> None:
         try:
@@ -598,7 +672,9 @@ class RedisStore:
         try:
             names = []
             for name in self._client.scan_iter(match=REDIS_PREFIX + "*", count=500):
-                names.append(name.decode("utf-8", "replace")[len(REDIS_PREFIX) :])
+                key = name.decode("utf-8", "replace")[len(REDIS_PREFIX) :]
+                if key.startswith(("c ", "u ")):  # not the checks in flight, nor the unlocks
+                    names.append(key)
                 if len(names) >= 10 * limit:
                     break
             counts = self.get(names) if names else {}

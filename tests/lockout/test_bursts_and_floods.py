@@ -148,3 +148,19 @@ def _ids() -> tuple[int, int]:
 
     user, group = run_user()
     return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+
+
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_a_burst_of_right_passwords_is_never_locked_out(
+    start_apache: StartApache, scratch: Path, mpm: str
+) -> None:
+    """Forty concurrent first requests of one user with the right password (the cache off, so
+    each is a real check): checks in flight wait for each other, none is refused."""
+    users = scratch / "users"
+    write_users(users, USERS, cost=4)
+    body = site_body(scratch / "www", users, "PythonOption authn.cache.ttl 0", status=False)
+    server_conf = "" if mpm == "event" else "StartServers 10\nMinSpareServers 10\nMaxRequestWorkers 40"
+    apache = start_apache(body, mpm=mpm, server_conf=server_conf)
+    statuses = _burst(apache.port, [basic("alice", USERS["alice"])] * 40)
+    assert statuses == [200] * 40
+    assert "locked out" not in apache.error_log()

@@ -86,7 +86,24 @@ def _sign_in(chrome: Any, user: str, password: str, code: str | None = None) -> 
     chrome.find_element(By.ID, "authn-password").send_keys(password)
     if code is not None:
         chrome.find_element(By.ID, "authn-code").send_keys(code)
+    before = chrome.find_element(By.TAG_NAME, "html")
     chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _wait_for_new_page(chrome, before)
+
+
+def _wait_for_new_page(chrome: Any, old_root: Any) -> None:
+    """Wait until the click's navigation replaced the page (POST, 303, GET)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def replaced(_: Any) -> bool:
+        try:
+            old_root.tag_name  # noqa: B018 - raises once the old page is gone
+        except StaleElementReferenceException:
+            return True
+        return False
+
+    WebDriverWait(chrome, 10).until(replaced)
 
 
 def test_sign_in_pages_sign_out_and_back(
@@ -100,14 +117,16 @@ def test_sign_in_pages_sign_out_and_back(
     _sign_in(chrome, "alice", "not her password")
     assert "Wrong user name or password." in chrome.find_element(By.CSS_SELECTOR, "[role=alert]").text
     _sign_in(chrome, "alice", "wonderland")
-    assert chrome.current_url == f"{apache.url}/private/index.html"
+    assert chrome.current_url == f"{apache.url}/private/index.html", chrome.page_source[-600:]
     assert chrome.find_element(By.ID, "content").text == "secret page"
     chrome.get(f"{apache.url}/private/whoami.php")
     assert "REMOTE_USER=alice AUTH_TYPE=form" in chrome.page_source
     cookie = chrome.get_cookie("authn_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and "wonderland" not in cookie["value"]
     chrome.get(f"{apache.url}/authn/logout")
+    before = chrome.find_element(By.TAG_NAME, "html")
     chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _wait_for_new_page(chrome, before)
     assert "You are signed out" in chrome.page_source
     assert chrome.get_cookie("authn_session") is None
     chrome.back()

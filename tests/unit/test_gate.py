@@ -216,3 +216,23 @@ def test_a_missing_file_behind_the_cache_is_unavailable_not_a_crash(
     time.sleep(0.6)  # the next look at the file's identity
     answer = s.gate.admit(CLIENT, "alice", b"right")
     assert isinstance(answer, Unavailable) and answer.reason is Reason.FILE_UNREADABLE
+
+
+def test_concurrent_right_passwords_all_pass_and_count_nothing(site: Callable[..., Site]) -> None:
+    """A browser's first requests come at once, all with the right password and no cache:
+    checks in flight hold places, but none of them is a failure, so none is refused."""
+    s = site(threshold=3, client_threshold=5)
+    start = threading.Barrier(40)
+    answers: list[object] = []
+
+    def sign_in() -> None:
+        start.wait()
+        answers.append(s.gate.admit(CLIENT, "alice", b"right"))
+
+    threads = [threading.Thread(target=sign_in) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(a, Granted) for a in answers), answers
+    assert s.checks == 40 and s.counters() == {}
