@@ -132,9 +132,8 @@ def test_sign_in_pages_sign_out_and_back(
     _wait_for_new_page(chrome, before)
     assert "You are signed out" in chrome.page_source
     assert chrome.get_cookie("authn_session") is None
-    chrome.back()
-    if mpm == "prefork":
-        chrome.back()  # the PHP page: not from the cache, the server asks for a sign-in
+    chrome.back()  # the sign-out question
+    chrome.back()  # the last protected page: not from the cache, the server asks for a sign-in
     assert chrome.title.startswith("Sign in"), chrome.page_source
 
 
