@@ -190,4 +190,6 @@ def _logout(request: PageRequest, base: str, store: SessionStore) -> int:
             )
     cleared = web.session_cookie(COOKIE, "", secure=request.secure, max_age=0)
     html = page.notice("You are signed out", "Your session has ended.", "/", "Home page")
-    return request.respond(200, html, [cleared], {})
+    # the browser drops the pages it kept of this site (its back-forward cache too), so the
+    # back button asks the server again, which answers with the sign-in page
+    return request.respond(200, html, [cleared], {"Clear-Site-Data": '"cache"'})
