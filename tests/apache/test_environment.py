@@ -56,7 +56,7 @@ def test_foreign_python_home_breaks_mod_python(scratch: Path) -> None:
     conf = server.write_config()
     env = {**CLEAN_ENV, "PYTHONHOME": str(scratch / "no-such-python")}
     proc = subprocess.Popen(
-        ["/usr/sbin/apache2", "-f", str(conf), "-DFOREGROUND"],
+        server.command(conf, "-DFOREGROUND"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
