@@ -33,7 +33,7 @@ venv: $(VENV)/.deps-installed
 $(VENV)/.deps-installed: pyproject.toml
 	env -i PATH=/usr/bin:/bin /usr/bin/python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools wheel
-	$(PIP) install '.[dev]'
+	$(PIP) install '.[dev,ldap]'
 	touch $@
 
 # Apache imports authn from the venv's site-packages, where .pth-based editable installs are
