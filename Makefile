@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
 
-.PHONY: demo test lint bench bench-quick system-deps venv install
+.PHONY: demo test lint bench bench-quick system-deps venv install deb
 
 demo: system-deps install        ## Apache on 127.0.0.1:8080 protecting static and PHP content
 	$(PY) -m devkit.demo
@@ -40,3 +40,18 @@ $(VENV)/.deps-installed: pyproject.toml
 # not seen: install a real copy (fast, no dependencies) every time.
 install: venv
 	$(PIP) install --no-deps --no-build-isolation .
+
+# The Debian package, built by Debian's tooling (debhelper, dh-python/pybuild) from a copy of
+# the tracked and new files, so the checkout stays clean: authn_<version>_all.deb here. A clean
+# environment: Debian's python3 builds it, whatever python3 is first on PATH (pyenv, a venv).
+VERSION := $(shell sed -n 's/^__version__ = "\([^"]*\)".*/\1/p' authn/__init__.py)
+DEB     := authn_$(VERSION)_all.deb
+deb:
+	scripts/system-deps.sh --deb
+	@test "$$(dpkg-parsechangelog -S Version)" = "$(VERSION)" || { echo "make deb: debian/changelog is not at version $(VERSION) (authn/__init__.py): add an entry (dch -v $(VERSION))" >&2; exit 1; }
+	rm -rf .deb-build && mkdir -p .deb-build/authn-$(VERSION)
+	git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - | tar -xf - -C .deb-build/authn-$(VERSION)
+	cd .deb-build/authn-$(VERSION) && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME="$$HOME" dpkg-buildpackage -b -us -uc --no-sign >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
+	mv .deb-build/$(DEB) .
+	rm -rf .deb-build
+	@echo "built $(DEB)"

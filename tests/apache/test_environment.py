@@ -88,7 +88,9 @@ def _apache_processes(port: int) -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
             if cmdline and cmdline[0].endswith(b"apache2") and b"-f" in cmdline:
                 conf = Path(cmdline[cmdline.index(b"-f") + 1].decode())
-                if f"Listen 127.0.0.1:{port}" in conf.read_text():
+                ports = conf.parent / "ports.conf"  # the stock layout (AUTHN_TEST_INSTALLED)
+                text = conf.read_text() + (ports.read_text() if ports.exists() else "")
+                if f"Listen 127.0.0.1:{port}" in text:
                     pids.append(int(entry))
         except (OSError, ValueError, IndexError):
             continue
