@@ -3,12 +3,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
 
-.PHONY: demo test lint bench bench-quick system-deps venv install deb
+.PHONY: demo test lint bench bench-quick system-deps venv install deb apache-can-read
 
-demo: system-deps install        ## Apache on 127.0.0.1:8080 protecting static and PHP content
+demo: apache-can-read system-deps install        ## Apache on 127.0.0.1:8080 protecting static and PHP content
 	$(PY) -m devkit.demo
 
-test: system-deps install        ## the whole test suite, against a real Apache, slapd and htpasswd
+test: apache-can-read system-deps install        ## the whole test suite, against a real Apache, slapd and htpasswd
 	$(PY) -m pytest
 
 lint: venv
@@ -26,6 +26,11 @@ bench-quick: system-deps install ## the same, short runs (about 3 min)
 
 system-deps:
 	scripts/system-deps.sh
+
+# As root, the tests' and the demo's Apache children run as www-data and import authn from
+# this checkout's venv: stop at once, saying what to do, if they cannot reach it.
+apache-can-read:
+	scripts/apache-can-read.sh $(CURDIR)/Makefile
 
 # The venv must come from /usr/bin/python3, the interpreter mod_python embeds, whatever
 # python3 is first on PATH (pyenv, conda): a clean environment makes sure of it.
