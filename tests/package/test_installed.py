@@ -103,3 +103,37 @@ DocumentRoot "{scratch}"
         check=True,
     ).stdout.split()
     assert [bcrypt_version, passlib_version] == [v.split("-")[0] for v in installed]
+
+
+def test_the_readme_block_protects_a_folder_and_checks_clean(
+    scratch: Path, start_apache: Callable[..., Apache]
+) -> None:
+    """The README's steps after `apt install`: one <Directory> block, a password file made by
+    `authn passwd -c` (as root: 0640, group www-data), and `authn check` finds no problem."""
+    (scratch / "www" / "private").mkdir(parents=True)
+    (scratch / "www" / "private" / "index.html").write_text("secret\n")
+    users = scratch / "authn" / "users"
+    users.parent.mkdir()
+    made = subprocess.run(
+        ["/usr/bin/authn", "passwd", "-cbB", "-C", "5", str(users), "alice", "pw"],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    body = f"""
+DocumentRoot "{scratch}/www"
+<Directory "{scratch}/www/private">
+    Include /usr/share/authn/conf/authn-basic.conf
+    AuthName "Private area"
+    PythonOption authn.file {users}
+    Require valid-user
+</Directory>
+"""
+    server = start_apache(body)
+    assert request(server.port, "/private/").status == 401
+    assert request(server.port, "/private/", auth=basic("alice", "nope")).status == 401
+    assert request(server.port, "/private/", auth=basic("alice", "pw")).status == 200
+    check = subprocess.run(
+        ["/usr/bin/authn", "check", str(server.confdir / "apache2.conf")], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
