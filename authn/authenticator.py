@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from authn.cache.verdicts import cache_for
+from authn.errors import ConfigError
 from authn.settings import Settings, settings_for
 from authn.sources import CredentialSource
 from authn.sources.groupfile import GroupFile
@@ -53,6 +54,12 @@ def _shared(kind: str, key: str, make: type) -> object:
     return found
 
 
+LDAP_MISSING = (
+    "ldap needs python-ldap, which this Python cannot import: install python3-ldap "
+    "(Debian), or pip install 'authn[ldap]' in the venv Apache uses"
+)
+
+
 class Authenticator:
     """Checks credentials and group rules for one location's settings."""
 
@@ -65,7 +72,12 @@ class Authenticator:
                 assert settings.password_file is not None
                 sources.append(_shared("file", settings.password_file, PasswordFile))  # type: ignore[arg-type]
             elif name == "ldap":
-                from authn.sources.ldap.directory import directory_for
+                try:  # python-ldap is optional (the "ldap" extra, Debian's python3-ldap)
+                    from authn.sources.ldap.directory import directory_for
+                except ModuleNotFoundError as exc:
+                    if exc.name != "ldap":
+                        raise
+                    raise ConfigError("authn.source", LDAP_MISSING) from None
 
                 self.directory = directory_for(settings)
                 sources.append(self.directory)

@@ -15,6 +15,17 @@ Used by the tests, ``make demo`` and the benchmark, so that all three run the sh
 * Everything it writes stays in its work folder: ``TMPDIR`` points there (the default lockout
   folder follows it) and so does a server-level ``authn.cache.dir`` (a location may set its
   own), never ``/tmp`` or ``/var/cache/authn``.
+* Two ways to find authn, chosen by ``AUTHN_TEST_INSTALLED``:
+
+  - unset (``make test``): the venv's copy, reached through ``PYTHONPATH`` in Apache's
+    environment (what an admin puts in ``/etc/apache2/envvars`` for the venv layout), the
+    snippets of this checkout's ``conf/``, and a generated ``httpd.conf``;
+  - ``AUTHN_TEST_INSTALLED=1``: the installed Debian package (``/usr/lib/python3``, the
+    snippets in ``/usr/share/authn/conf``, its ``conf-available/authn.conf`` enabled), in a
+    copy of Debian's stock ``/etc/apache2`` started with ``apache2 -d <copy>``: the same
+    ``apache2.conf``, ``mods-enabled``, ``conf-enabled`` and ``sites-enabled`` folders, with
+    only ``ports.conf``, the MPM and the modules a test needs changed in the copy, and the
+    test's config as a site of its own.
 * It dies with the process that started it (even one killed by SIGKILL), and ``stop()`` is
   SIGTERM, wait, then SIGKILL to whatever is left in its process group. ``error_log()`` is
   there to attach to a failing test.
@@ -38,7 +49,12 @@ from pathlib import Path
 from devkit.processes import DIE_WITH_PARENT, stop_group
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
+#: run against the installed Debian package and a copy of the stock /etc/apache2
+INSTALLED = os.environ.get("AUTHN_TEST_INSTALLED", "") not in ("", "0")
+STOCK_CONFDIR = Path("/etc/apache2")
+PACKAGE_CONF_DIR = Path("/usr/share/authn/conf")
+PACKAGE_SITE_PACKAGES = "/usr/lib/python3/dist-packages"
+CONF_DIR = PACKAGE_CONF_DIR if INSTALLED else REPO / "conf"
 MODS_AVAILABLE = Path("/etc/apache2/mods-available")
 APACHE_BIN = shutil.which("apache2", path="/usr/sbin:/usr/bin") or "/usr/sbin/apache2"
 CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
@@ -50,8 +66,9 @@ BASE_MODULES = (
 
 
 def site_packages() -> str:
-    """The site-packages of the venv running us (made from /usr/bin/python3)."""
-    return sysconfig.get_paths()["purelib"]
+    """Where Apache finds authn: the venv running us (made from /usr/bin/python3), or the
+    Debian package's folder."""
+    return PACKAGE_SITE_PACKAGES if INSTALLED else sysconfig.get_paths()["purelib"]
 
 
 def free_port() -> int:
@@ -119,6 +136,8 @@ def apache_available() -> str | None:
         return "apache2 is not installed (apt-get install apache2)"
     if not (MODS_AVAILABLE / "python.load").exists():
         return "mod_python is not installed (apt-get install libapache2-mod-python)"
+    if INSTALLED and not (STOCK_CONFDIR / "conf-available" / "authn.conf").exists():
+        return "AUTHN_TEST_INSTALLED is set but the authn package is not installed"
     return None
 
 
@@ -161,12 +180,12 @@ class Apache:
         self.modules = tuple(sorted({*BASE_MODULES, *modules, f"mpm_{mpm}"}))
         self.defines = {
             "AUTHN_SITE_PACKAGES": site_packages(),
-            "AUTHN_CONF": str(CONF_DIR),
             # Debian's mods-available/*.conf refer to these (cgid's ScriptSock, for one)
             "APACHE_RUN_DIR": f"{workdir}/run",
             "APACHE_LOCK_DIR": f"{workdir}/run",
             "APACHE_LOG_DIR": f"{workdir}/logs",
         }
+        self.defines["AUTHN_CONF"] = str(CONF_DIR)  # the tests' configs name the snippets by it
         self.defines.update(defines or {})
         self.server_conf = server_conf
         self.log_level = log_level
@@ -178,8 +197,28 @@ class Apache:
 
     @property
     def env(self) -> dict[str, str]:
-        """Apache's environment: clean (see the module docstring), temp files in its folder."""
-        return {**CLEAN_ENV, "TMPDIR": str(self.workdir / "tmp")}
+        """Apache's environment: clean (see the module docstring), temp files in its folder;
+        the venv on PYTHONPATH unless the package is tested; for the stock layout, what
+        Debian's ``envvars`` exports."""
+        env = {**CLEAN_ENV, "TMPDIR": str(self.workdir / "tmp")}
+        if INSTALLED:
+            user, group = run_user()
+            env.update(
+                APACHE_RUN_USER=user,
+                APACHE_RUN_GROUP=group,
+                APACHE_PID_FILE=f"{self.workdir}/run/httpd.pid",
+                APACHE_RUN_DIR=f"{self.workdir}/run",
+                APACHE_LOCK_DIR=f"{self.workdir}/run",
+                APACHE_LOG_DIR=f"{self.workdir}/logs",
+            )
+        else:
+            env["PYTHONPATH"] = site_packages()
+        return env
+
+    @property
+    def confdir(self) -> Path:
+        """The copy of /etc/apache2 (installed mode)."""
+        return self.workdir / "etc-apache2"
 
     @property
     def error_log_path(self) -> Path:
@@ -232,6 +271,49 @@ class Apache:
         ]
         return "\n".join(lines) + "\n"
 
+    def site_text(self) -> str:
+        """Installed mode: the test's part, a site of its own in the stock layout."""
+        lines = [f'Define {k} "{v}"' for k, v in self.defines.items()]
+        lines += ["ServerName 127.0.0.1", f"LogLevel {self.log_level}"]
+        if self.mpm == "prefork":
+            lines += ["StartServers 2", "MinSpareServers 2", "MaxSpareServers 10"]
+        else:
+            lines += ["StartServers 1", "ServerLimit 4", "ThreadsPerChild 16", "MaxRequestWorkers 64",
+                      "MinSpareThreads 8", "MaxSpareThreads 32"]  # fmt: skip
+        lines += [
+            'LogFormat "%h %u %t \\"%r\\" %>s %b" common',
+            f'CustomLog "{self.workdir}/logs/access.log" common',
+            f'PythonOption authn.cache.dir "{self.workdir}/cache"',  # not /var/cache/authn
+            self.server_conf,
+            self.body,
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _write_stock_copy(self) -> Path:
+        """Copy Debian's /etc/apache2 (once) and change what a test needs: the port, the
+        MPM and the modules, and the test's site. Returns the copy's apache2.conf."""
+        conf = self.confdir
+        if not conf.exists():
+            shutil.copytree(STOCK_CONFDIR, conf, symlinks=True)
+            for site in (conf / "sites-enabled").iterdir():
+                site.unlink()  # 000-default listens on *:80
+        (conf / "ports.conf").write_text(f"Listen 127.0.0.1:{self.port}\n")
+        enabled = conf / "mods-enabled"
+        for link in enabled.iterdir():
+            if link.name.startswith(("mpm_", "php")):
+                link.unlink()
+        for mod in self.modules:
+            for ext in (".load", ".conf"):
+                if (conf / "mods-available" / (mod + ext)).exists() and not (enabled / (mod + ext)).exists():
+                    (enabled / (mod + ext)).symlink_to(f"../mods-available/{mod}{ext}")
+        (conf / "sites-enabled" / "authn-test.conf").write_text(self.site_text())
+        return conf / "apache2.conf"
+
+    def command(self, conf: Path, *args: str) -> list[str]:
+        if INSTALLED:
+            return [APACHE_BIN, "-d", str(self.confdir), "-f", str(conf), *args]
+        return [APACHE_BIN, "-f", str(conf), *args]
+
     def write_config(self) -> Path:
         for sub in ("logs", "run", "run/socks"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
@@ -243,15 +325,15 @@ class Apache:
             cache.mkdir(mode=0o700)
             if os.geteuid() == 0:
                 shutil.chown(cache, *run_user())
+        if INSTALLED:
+            return self._write_stock_copy()
         path = self.workdir / "httpd.conf"
         path.write_text(self.config_text())
         return path
 
     def configtest(self) -> subprocess.CompletedProcess[str]:
         conf = self.write_config()
-        return subprocess.run(
-            [APACHE_BIN, "-f", str(conf), "-t"], env=self.env, capture_output=True, text=True
-        )
+        return subprocess.run(self.command(conf, "-t"), env=self.env, capture_output=True, text=True)
 
     def start(self, timeout: float = 20.0) -> Apache:
         """Start Apache and wait until it serves; raises :class:`PortInUse` when another
@@ -261,7 +343,7 @@ class Apache:
         out_path = self.workdir / "logs" / "stdout.log"
         with open(out_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [*DIE_WITH_PARENT, APACHE_BIN, "-f", str(conf), "-DFOREGROUND"],
+                [*DIE_WITH_PARENT, *self.command(conf, "-DFOREGROUND")],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

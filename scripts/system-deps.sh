@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# Install (as root) or name (otherwise) the Debian packages authn needs to run, test and demo.
-# Usage: scripts/system-deps.sh [extra-package ...]
+# Install (as root) or name (otherwise) the Debian packages authn needs to run, test and demo,
+# or, with --deb, to build the Debian package (make deb).
+# Usage: scripts/system-deps.sh [--deb] [extra-package ...]
 set -euo pipefail
 
-packages=(
-  apache2 apache2-utils libapache2-mod-python libapache2-mod-php
-  slapd ldap-utils
-  redis-server fail2ban
-  python3 python3-venv python3-dev gcc libldap2-dev libsasl2-dev
-  make curl openssl wrk
-  chromium chromium-driver
-  "$@"
-)
+if [ "${1:-}" = "--deb" ]; then
+  shift
+  # debian/control's Build-Depends, and lintian
+  packages=(
+    dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
+    python3-bcrypt python3-passlib help2man lintian
+    "$@"
+  )
+else
+  # The dev venv compiles python-ldap for the LDAP tests (gcc and headers); an install from
+  # the Debian package, or a password-file venv, needs none of them.
+  packages=(
+    apache2 apache2-utils libapache2-mod-python libapache2-mod-php
+    slapd ldap-utils
+    redis-server fail2ban
+    python3 python3-venv python3-dev gcc libldap2-dev libsasl2-dev
+    make curl openssl wrk
+    chromium chromium-driver
+    "$@"
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -20,8 +20,10 @@ What is stored, and what is not
 Two layers: a small per-process dict (:data:`LOCAL_ENTRIES` entries, no I/O, about 2 us a
 hit) in front of the machine-wide :class:`authn.cache.shared.SharedStore`. When the folder
 cannot be used (missing, not writable, owned by someone else), one warning is logged per
-process and the per-process layer works alone, with a per-process secret; a request never
-fails because of the cache. Errors of the store during a request count as misses.
+process and the store goes to the Apache user's private folder under ``$TMPDIR`` (or /tmp),
+``authn-cache-<uid>``; when that fails too, the per-process layer works alone, with a
+per-process secret. A request never fails because of the cache. Errors of the store during
+a request count as misses.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import threading
 import time
@@ -51,7 +54,15 @@ _process_secret = secrets.token_bytes(32)
 
 
 def shared_store(folder: str, entries: int) -> SharedStore | None:
-    """The process's store for ``folder``, opened once; None (warned once) when unusable."""
+    """The process's store for ``folder``, opened once.
+
+    When ``folder`` cannot be used (missing and not creatable, owned by another user), the
+    store goes to the Apache user's private folder :func:`fallback_folder` (made 0700, refused
+    if anyone else owns it), which every Apache process of the machine shares too, and one
+    warning says so and names the fix: a missing folder must not make every process run
+    every bcrypt check. None (warned once) when that fails as well: each process then keeps
+    its own cache.
+    """
     key = (folder, entries)
     if key in _stores:
         return _stores[key]
@@ -60,14 +71,39 @@ def shared_store(folder: str, entries: int) -> SharedStore | None:
             try:
                 _stores[key] = SharedStore(folder, entries)
             except OSError as exc:
-                log.warning(
-                    "authn: cache folder %s unusable, each Apache process keeps its own cache "
-                    "until Apache restarts: %s",
-                    folder,
-                    exc.strerror or exc,
-                )
-                _stores[key] = None
+                _stores[key] = _fallback_store(folder, entries, exc)
     return _stores[key]
+
+
+def fallback_folder() -> str:
+    """The Apache user's private cache folder under the temp folder (``$TMPDIR`` or /tmp),
+    like the lockout's default folder."""
+    tmp = next((os.environ[v] for v in ("TMPDIR", "TEMP", "TMP") if os.environ.get(v)), "/tmp")  # noqa: S108 - vetted 0700 folder
+    return os.path.join(tmp, f"authn-cache-{os.geteuid()}")
+
+
+def _fallback_store(folder: str, entries: int, problem: OSError) -> SharedStore | None:
+    private = fallback_folder()
+    try:
+        store = SharedStore(private, entries)
+    except OSError as exc:
+        log.warning(
+            "authn: cache folder %s unusable, nor %s, each Apache process keeps its own cache "
+            "until Apache restarts: %s; %s",
+            folder,
+            private,
+            problem.strerror or problem,
+            exc.strerror or exc,
+        )
+        return None
+    log.warning(
+        "authn: cache folder %s unusable, the cache is in %s instead (shared by this "
+        "machine's Apache processes, emptied on reboot): %s",
+        folder,
+        private,
+        problem.strerror or problem,
+    )
+    return store
 
 
 class _LocalLayer:

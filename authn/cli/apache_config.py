@@ -2,10 +2,13 @@
 
 The site-packages folder is the one of the interpreter running this command, so run it with
 the venv that Apache should use (built from ``/usr/bin/python3``, the interpreter that
-mod_python embeds). The server-level part is an ``Include`` of the shipped
-``conf/authn.conf`` when that folder is found (``--conf-dir``, ``$AUTHN_CONF_DIR``, the
-source checkout, ``<prefix>/share/authn/conf``); with ``--inline``, or when it is not found,
-the same directives are printed in full so the snippet can be pasted as it is.
+mod_python embeds). A venv's folder reaches Apache by ``PYTHONPATH`` in Apache's environment
+(``/etc/apache2/envvars`` on Debian), never by a ``PythonPath`` directive, which would apply
+to every mod_python application of the server; the Debian package needs neither. The
+server-level part is an ``Include`` of the shipped ``conf/authn.conf`` when that folder is
+found (``--conf-dir``, ``$AUTHN_CONF_DIR``, the source checkout,
+``<prefix>/share/authn/conf``); with ``--inline``, or when it is not found, the same
+directives are printed in full so the snippet can be pasted as it is.
 """
 
 from __future__ import annotations
@@ -21,11 +24,7 @@ import authn
 MOD_PYTHON_PYTHON = "/usr/bin/python3"
 
 SERVER_LEVEL = """\
-PythonPath "['${AUTHN_SITE_PACKAGES}'] + sys.path"
-PythonInterpreter main_interpreter
 PythonImport authn.handlers main_interpreter
-PythonDebug Off
-PythonAutoReload Off
 PythonAuthenHandler authn.handlers
 """
 
@@ -36,6 +35,9 @@ BLOCK_LINES = """\
     AuthUserFile /dev/null
     AuthBasicAuthoritative Off
     PythonOption authn.source file
+    PythonInterpreter main_interpreter
+    PythonDebug Off
+    PythonAutoReload Off
 """
 
 
@@ -50,14 +52,20 @@ def find_conf_dir(given: str | None) -> Path | None:
     return None
 
 
+SYSTEM_SITE_PACKAGES = ("/usr/lib/python3/dist-packages",)
+
+
 def snippet(site_packages: str, conf_dir: Path | None) -> str:
     out = [
         f"# authn {authn.__version__}: paste into the main server config (outside any",
         "# <VirtualHost>), once, before the protected blocks. Needs mod_python and mod_auth_basic.",
-        "# Once, as root, the folder of the machine-wide credential cache:",
-        "#   install -d -o www-data -g www-data -m 0700 /var/cache/authn",
-        f'Define AUTHN_SITE_PACKAGES "{site_packages}"',
     ]
+    if site_packages not in SYSTEM_SITE_PACKAGES:
+        out += [
+            "# Apache must find this install: once, in Apache's environment (on Debian, a line",
+            "# at the end of /etc/apache2/envvars), then restart Apache:",
+            f"#   export PYTHONPATH={site_packages}",
+        ]
     if conf_dir is not None:
         out.append(f'Include "{conf_dir}/authn.conf"')
         block_include = f'    Include "{conf_dir}/authn-basic.conf"\n'

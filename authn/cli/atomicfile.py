@@ -14,6 +14,10 @@ Contract of :func:`rewrite`:
   then renamed over it with ``os.replace``, and the folder is fsynced. A writer killed at any
   point leaves the old file or the new one; readers (Apache, our server) only ever open one
   complete inode. A leftover ``.<name>.tmp.*`` from a killed writer is harmless.
+* **A new file is readable by the Apache group only**: mode 0640 whatever the umask, group
+  the Apache user's (:data:`APACHE_GROUPS`, the first that exists) when we may give it (as
+  root, or as a member), else ours; :func:`group_note` then says what to run. ``htpasswd``
+  leaves 0644 under the usual umask: every local user could read the hashes.
 * **Owner and group are kept or nothing is written.** If the original belongs to another
   owner/group that we cannot give the new file (we are not root), :class:`FileProblem` is
   raised before the original is touched: a file Apache can no longer read would lock
@@ -28,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import grp
 import os
 import stat
 import tempfile
@@ -36,7 +41,32 @@ from dataclasses import dataclass
 
 from authn.errors import FileProblem
 
-DEFAULT_NEW_MODE = 0o666  #: like htpasswd (APR_OS_DEFAULT): the umask decides
+NEW_MODE = 0o640  #: a new file: its owner writes, the Apache group reads, nobody else
+APACHE_GROUPS = ("www-data", "apache")  #: the Apache user's group: Debian's, Red Hat's
+
+
+def apache_group() -> grp.struct_group | None:
+    """The group of the Apache user on this machine, or None when there is none."""
+    for name in APACHE_GROUPS:
+        with contextlib.suppress(KeyError):
+            return grp.getgrnam(name)
+    return None
+
+
+def group_note(path: str) -> str | None:
+    """For a file we just created: a line saying how to let Apache read it when its group is
+    not the Apache group (we could not give it), else None."""
+    group = apache_group()
+    try:
+        gid = os.stat(path).st_gid
+    except OSError:
+        return None
+    if group is None or gid == group.gr_gid:
+        return None
+    return (
+        f"note: {path} is readable by its owner and group only, and Apache's group "
+        f"{group.gr_name} is not its group; as root: chgrp {group.gr_name} {path}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +123,8 @@ def read_original(path: str) -> Original:
 def replace(path: str, data: bytes, like: Original) -> None:
     """Write ``data`` to a temp file beside ``path`` and rename it over ``path``.
 
-    The new file gets the mode, owner and group of ``like`` (or, for a new file, mode 0666
-    minus the umask and our own uid/gid). Raises FileProblem; on any error or interruption the
+    The new file gets the mode, owner and group of ``like`` (or, for a new file, mode 0640
+    and the Apache group when we may give it). Raises FileProblem; on any error or interruption the
     temp file is removed and ``path`` is untouched.
     """
     folder, name = os.path.split(os.path.abspath(path))
@@ -128,9 +158,11 @@ def replace(path: str, data: bytes, like: Original) -> None:
 
 def _give_ownership(fd: int, path: str, like: Original) -> None:
     if like.mode is None:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, DEFAULT_NEW_MODE & ~umask)
+        group = apache_group()
+        if group is not None and os.fstat(fd).st_gid != group.gr_gid:
+            with contextlib.suppress(PermissionError):  # not root, not a member: ours stays
+                os.fchown(fd, -1, group.gr_gid)
+        os.fchmod(fd, NEW_MODE)
         return
     st = os.fstat(fd)
     if (st.st_uid, st.st_gid) != (like.uid, like.gid):

@@ -6,6 +6,10 @@ import getpass
 import os
 import sys
 import warnings
+from collections.abc import Callable
+
+from authn.cli.atomicfile import Original, group_note, rewrite
+from authn.errors import FileProblem
 
 # htpasswd's exit codes; every authn command uses them with the same meaning.
 OK = 0
@@ -87,3 +91,15 @@ def prompt_password(prompt: str) -> bytes:
 def shown(name: bytes) -> str:
     """A user name as text for messages."""
     return os.fsdecode(name)
+
+
+def write(path: str, change: Callable[[Original], bytes | None]) -> None:
+    """:func:`authn.cli.atomicfile.rewrite` for a command: a :class:`FileProblem` exits 1 with
+    its line, and a file this call created gets a note when Apache's group cannot read it."""
+    existed = os.path.exists(path)
+    try:
+        rewrite(path, change)
+    except FileProblem as exc:
+        raise Exit(ERR_FILE, str(exc)) from None
+    if not existed and (line := group_note(path)):
+        note(line)

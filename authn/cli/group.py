@@ -18,9 +18,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from authn.cli.atomicfile import Original, rewrite
-from authn.cli.common import ERR_BAD_USER, ERR_FILE, Exit, check_user_name, note, read_file
-from authn.errors import FileProblem
+from authn.cli.atomicfile import Original
+from authn.cli.common import ERR_BAD_USER, ERR_FILE, Exit, check_user_name, note, read_file, write
 from authn.httpd.words import split_words
 from authn.sources.groupfile import parse_group_file
 
@@ -114,10 +113,7 @@ def _edit(path: str, create: bool, change_data: Callable[[bytes], bytes]) -> Non
             raise Exit(ERR_FILE, f"cannot modify file {path}; use '-c' to create it")
         return change_data(original.data or b"")
 
-    try:
-        rewrite(path, change)
-    except FileProblem as exc:
-        raise Exit(ERR_FILE, str(exc)) from None
+    write(path, change)
 
 
 def main(argv: list[str]) -> int:

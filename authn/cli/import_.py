@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from authn import hashes
 from authn.cli import htpasswdfile
-from authn.cli.atomicfile import Original, rewrite
+from authn.cli.atomicfile import Original
 from authn.cli.common import (
     ERR_BAD_USER,
     ERR_FILE,
@@ -30,9 +30,10 @@ from authn.cli.common import (
     check_user_name,
     note,
     read_file,
+    write,
 )
 from authn.cli.passwd import BCRYPT_COSTS, DEFAULT_BCRYPT_COST
-from authn.errors import FileProblem, NotAPasswordFile
+from authn.errors import NotAPasswordFile
 
 SCHEMES = ("bcrypt", "sha512-crypt", "sha256-crypt", "apr1")
 
@@ -174,10 +175,7 @@ def main(argv: list[str]) -> int:
         counts["added"] = len(todo) - counts["updated"]
         return htpasswdfile.set_hashes(data, todo, args.file) if todo else None
 
-    try:
-        rewrite(args.file, change)
-    except FileProblem as exc:
-        raise Exit(ERR_FILE, str(exc)) from None
+    write(args.file, change)
     note(f"authn import: {counts['added']} added, {counts['updated']} updated in {args.file}")
     return 0
 

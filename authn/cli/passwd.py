@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from authn import hashes
 from authn.cli import htpasswdfile
-from authn.cli.atomicfile import Original, rewrite
+from authn.cli.atomicfile import Original
 from authn.cli.common import (
     ERR_BAD_USER,
     ERR_FILE,
@@ -43,8 +43,9 @@ from authn.cli.common import (
     prompt_password,
     read_file,
     shown,
+    write,
 )
-from authn.errors import FileProblem, NotAPasswordFile
+from authn.errors import NotAPasswordFile
 
 DEFAULT_BCRYPT_COST = 10
 BCRYPT_COSTS = range(4, 18)  #: what htpasswd -C accepts
@@ -354,7 +355,4 @@ def _existing(original: Original, path: str) -> bytes:
 
 
 def _rewrite(path: str, change: Callable[[Original], bytes | None]) -> None:
-    try:
-        rewrite(path, change)
-    except FileProblem as exc:
-        raise Exit(ERR_FILE, str(exc)) from None
+    write(path, change)

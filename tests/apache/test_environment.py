@@ -56,7 +56,7 @@ def test_foreign_python_home_breaks_mod_python(scratch: Path) -> None:
     conf = server.write_config()
     env = {**CLEAN_ENV, "PYTHONHOME": str(scratch / "no-such-python")}
     proc = subprocess.Popen(
-        ["/usr/sbin/apache2", "-f", str(conf), "-DFOREGROUND"],
+        server.command(conf, "-DFOREGROUND"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -88,7 +88,9 @@ def _apache_processes(port: int) -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
             if cmdline and cmdline[0].endswith(b"apache2") and b"-f" in cmdline:
                 conf = Path(cmdline[cmdline.index(b"-f") + 1].decode())
-                if f"Listen 127.0.0.1:{port}" in conf.read_text():
+                ports = conf.parent / "ports.conf"  # the stock layout (AUTHN_TEST_INSTALLED)
+                text = conf.read_text() + (ports.read_text() if ports.exists() else "")
+                if f"Listen 127.0.0.1:{port}" in text:
                     pids.append(int(entry))
         except (OSError, ValueError, IndexError):
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -152,22 +153,51 @@ def test_identity_ignores_cache_options_only() -> None:
     assert chain_identity(a) == chain_identity(b) != chain_identity(c)
 
 
-def test_unusable_folder_warns_once_and_caches_per_process(
-    tmp_path: Path, pwfile: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def _two_with_missing_folder(
+    tmp_path: Path, pwfile: Path, caplog: pytest.LogCaptureFixture, tmp: str
+) -> tuple[str, Path, Authenticator, Authenticator, list[str]]:
+    """Two authenticators of a location whose cache folder cannot be made, with TMPDIR at
+    ``tmp_path / tmp``: (folder, fallback folder, first, second, the warnings)."""
     folder = str(tmp_path / "missing-parent" / "cache")
+    private = tmp_path / tmp / f"authn-cache-{os.geteuid()}"
     settings = parse_settings([("authn.file", str(pwfile)), ("authn.cache.dir", folder)])
     with caplog.at_level(logging.WARNING, logger="authn"):
         first = Authenticator(settings)
         second = Authenticator(settings)
-    assert [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()] == [
-        f"authn: cache folder {folder} unusable, each Apache process keeps its own cache until "
-        f"Apache restarts: cannot create cache folder {folder}: No such file or directory; "
-        f"create it for the Apache user: install -d -o www-data -g www-data -m 0700 {folder}"
-    ]
-    assert first.cache is not None and first.cache.store is None
     assert first.authenticate("alice", b"right").granted
     assert second.cache is not None and second.cache.lookup("alice", b"right") is not None
+    messages = [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()]
+    return folder, private, first, second, messages
+
+
+def test_unusable_folder_warns_once_and_falls_back_to_the_private_folder(
+    tmp_path: Path, pwfile: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    folder, private, first, _, messages = _two_with_missing_folder(tmp_path, pwfile, caplog, "tmp")
+    assert messages == [
+        f"authn: cache folder {folder} unusable, the cache is in {private} instead (shared by this "
+        f"machine's Apache processes, emptied on reboot): cannot create cache folder {folder}: No "
+        f"such file or directory; create it for the Apache user: install -d -o www-data -g "
+        f"www-data -m 0700 {folder}"
+    ]
+    assert first.cache is not None and first.cache.store is not None
+    assert first.cache.store.folder == str(private)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+
+
+def test_no_usable_folder_warns_once_and_caches_per_process(
+    tmp_path: Path, pwfile: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "no-tmp"))  # the fallback cannot be made either
+    folder, private, first, _, messages = _two_with_missing_folder(tmp_path, pwfile, caplog, "no-tmp")
+    assert len(messages) == 1
+    assert messages[0].startswith(
+        f"authn: cache folder {folder} unusable, nor {private}, each Apache process keeps its own "
+        f"cache until Apache restarts: cannot create cache folder {folder}"
+    )
+    assert first.cache is not None and first.cache.store is None
 
 
 def test_ttl_zero_turns_it_off(pwfile: Path) -> None:

@@ -4,13 +4,15 @@ never in the way of a wrong password, and never failing a request when its folde
 from __future__ import annotations
 
 import os
+import pwd
+import stat
 import time
 from pathlib import Path
 
 import pytest
 
 from authn import hashes
-from devkit.apache import Apache
+from devkit.apache import Apache, run_user
 from devkit.http import basic, request
 from tests.cache.conftest import give_to_apache_user, protected_site
 
@@ -99,20 +101,50 @@ def test_changed_file_invalidates_and_wrong_password_is_refused(
     assert status(apache, "alice", "changed") == 200
 
 
-def test_unusable_folder_logs_and_still_serves(tmp_path: Path, apaches: list[Apache]) -> None:
+def test_unusable_folder_falls_back_to_a_private_shared_folder(tmp_path: Path, apaches: list[Apache]) -> None:
+    """A missing folder (the package not installed, the step skipped) must not cost every
+    process every bcrypt check: the cache moves to the Apache user's private folder under its
+    temp folder, still shared by the children, and one warning names the folder and the fix."""
     cache_dir = tmp_path / "root-only" / "cache"  # the Apache user cannot create it
     cache_dir.parent.mkdir(mode=0o755)
     if os.geteuid() != 0:
         cache_dir.parent.chmod(0o555)
-    _, body = site(tmp_path, cache_dir)
-    apache = Apache(tmp_path / "apache", body)
+    users, body = site(tmp_path, cache_dir)
+    body += f'\nDefine AUTHN_STATUS_USERS "{users}"\nInclude "${{AUTHN_CONF}}/authn-status.conf"\n'
+    apache = Apache(tmp_path / "apache", body, server_conf=ONE_CHILD)
     apaches.append(apache.start())
     assert [status(apache, "alice", "right") for _ in range(5)] == [200] * 5
     assert status(apache, "alice", "wrong") == 401
     log = apache.error_log()
-    assert f"cache folder {cache_dir} unusable" in log, log
+    private = apache.workdir / "tmp" / f"authn-cache-{pwd.getpwnam(run_user()[0]).pw_uid}"
+    assert f"cache folder {cache_dir} unusable, the cache is in {private} instead" in log, log
     assert "install -d -o www-data -g www-data -m 0700" in log
     assert not cache_dir.exists()
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    assert {p.name for p in private.iterdir()} == {"key", "entries"}
+    # a new Apache (a new child, an empty per-process layer) hits the fallback's entries
+    apache.stop()
+    apache = Apache(tmp_path / "apache", body, server_conf=ONE_CHILD)
+    apaches.append(apache.start())
+    assert status(apache, "alice", "right") == 200
+    assert metric(apache, "authn_cache_shared_hits_total") >= 1
+
+
+def test_fallback_folder_of_another_user_is_refused(tmp_path: Path, apaches: list[Apache]) -> None:
+    """Anyone can create names in /tmp: a fallback folder that is not the Apache user's own is
+    never used (each process then keeps its own cache), and the log says both folders."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a folder of another user")
+    cache_dir = tmp_path / "missing" / "sub" / "cache"
+    _, body = site(tmp_path, cache_dir)
+    apache = Apache(tmp_path / "apache", body)
+    private = apache.workdir / "tmp" / f"authn-cache-{pwd.getpwnam(run_user()[0]).pw_uid}"
+    private.mkdir(parents=True, mode=0o777)  # root's: planted by someone else
+    apaches.append(apache.start())
+    assert [status(apache, "alice", "right") for _ in range(3)] == [200] * 3
+    log = apache.error_log()
+    assert f"cache folder {cache_dir} unusable, nor {private}" in log, log
+    assert list(private.iterdir()) == []
 
 
 def test_ttl_zero_runs_the_full_check(tmp_path: Path, apaches: list[Apache]) -> None:

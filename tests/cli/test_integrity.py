@@ -72,6 +72,9 @@ def test_a_writer_killed_mid_write_leaves_the_old_or_the_new_file(tmp_path: Path
 def _spawn_on_pty(args: list[str]) -> tuple[int, int]:
     pid, fd = pty.fork()
     if pid == 0:  # the child: the pty is its controlling terminal, as for a real admin
+        # A runner started in the background by a shell ignores SIGINT, and Python keeps an
+        # ignored SIGINT ignored: Ctrl-C would then never reach the prompt.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.environ.update(env())
         os.execv(AUTHN[0], [*AUTHN, *args])  # noqa: S606 - no shell wanted
     return pid, fd
