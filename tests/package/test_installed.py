@@ -32,7 +32,14 @@ def test_layout() -> None:
     )
     conffiles = Path("/var/lib/dpkg/info/authn.conffiles").read_text().split()
     assert "/etc/apache2/conf-available/authn.conf" in conffiles
-    for name in ("authn.conf", "authn-basic.conf", "authn-status.conf", "htaccess.example"):
+    for name in (
+        "authn.conf",
+        "authn-basic.conf",
+        "authn-form.conf",
+        "authn-login.conf",
+        "authn-status.conf",
+        "htaccess.example",
+    ):
         assert (Path("/usr/share/authn/conf") / name).is_file()
     assert Path("/etc/fail2ban/filter.d/authn.conf").is_file()
     assert Path("/usr/share/authn/fail2ban/jail.d/authn.conf").is_file()
