@@ -9,11 +9,24 @@ or revocation anywhere on the machine changes it) or, with Redis, for
 :data:`~authn.sessions.store.REMOTE_TRUST_SECONDS`; the fingerprint is checked on every
 request (a dict lookup). The last-seen time is written at most every :data:`TOUCH_SECONDS`
 (or a tenth of the idle timeout), not on every request.
+
+**While the store cannot be reached** (Redis down, restarting, failing over), a process keeps
+honouring the sessions it checked itself in the last :data:`STORE_DOWN_GRACE_SECONDS`,
+without a store read (so without refreshing the last-seen time); every other session, a
+sign-in and a sign-out answer 503 (:class:`~authn.errors.StoreUnavailable`). The fingerprint
+is still compared with the source, so a changed password still ends a session. The price, a
+bounded one: a session ended on another machine less than the grace before the outage may
+be honoured by a process that checked it before it ended, until the grace runs out or the
+store answers. Refusing every signed-in user during a Redis restart would be an outage of
+the whole site; honouring sessions nobody checked recently would let any revoked cookie in.
+After a fault the store is left alone for :data:`STORE_RETRY_SECONDS` (a hung Redis costs no
+time per request); one line is logged when the store goes down and one when it answers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import threading
@@ -31,7 +44,11 @@ from authn.sessions.store import (
 )
 from authn.settings import LoginSettings, Settings
 
+log = logging.getLogger("authn")
+
 TOUCH_SECONDS = 60.0
+STORE_DOWN_GRACE_SECONDS = 120.0  #: store down: a session this process checked is honoured this long
+STORE_RETRY_SECONDS = 1.0  #: after a store fault, sessions are not read from the store this long
 TRUST_MAX = 8192  #: checked sessions a process remembers (all forgotten when full)
 COOKIE = "authn_session"
 
@@ -66,6 +83,7 @@ class Sessions:
         # session id -> (the session, when this process last read it, the epoch then)
         self._trusted: dict[str, tuple[Session, float, bytes | None]] = {}
         self._lock = threading.Lock()
+        self._down: tuple[float, StoreUnavailable] | None = None  # (until when, the fault)
 
     def start(self, user: str, realm: str, fingerprint: str, verdict: str) -> str:
         """A new session (a new token at every sign-in: no fixation); returns the token."""
@@ -94,14 +112,20 @@ class Sessions:
         ):
             session = trusted[0]
         else:
-            session = self.store.get(sid)
-            if session is None:
+            try:
+                found = self._read(sid, mono)
+            except StoreUnavailable:
+                if trusted is None or mono - trusted[1] >= STORE_DOWN_GRACE_SECONDS:
+                    raise
+                return self._valid(trusted[0], realm, now)  # the grace (module docstring)
+            if found is None:
                 self._trusted.pop(sid, None)
                 return None
+            session = found
             if len(self._trusted) >= TRUST_MAX:
                 self._trusted.clear()
             self._trusted[sid] = (session, mono, epoch)
-        if session.realm != realm or now >= session.expires or now >= session.seen + self.login.idle:
+        if self._valid(session, realm, now) is None:
             return None
         if now - session.seen >= min(TOUCH_SECONDS, self.login.idle / 10):
             self.store.touch(sid, now)
@@ -111,6 +135,35 @@ class Sessions:
                 mono,
                 epoch,
             )  # fmt: skip
+        return session
+
+    def _valid(self, session: Session, realm: str, now: float) -> Session | None:
+        if session.realm != realm or now >= session.expires or now >= session.seen + self.login.idle:
+            return None
+        return session
+
+    def _read(self, sid: str, mono: float) -> Session | None:
+        """The store's record, or StoreUnavailable: at once, without asking, for
+        :data:`STORE_RETRY_SECONDS` after a fault. Logs the store going down and coming back."""
+        down = self._down
+        if down is not None and mono < down[0]:
+            raise down[1]
+        try:
+            session = self.store.get(sid)
+        except StoreUnavailable as exc:
+            if down is None:
+                log.error(
+                    "authn: session store down: sessions checked in the last %.0f s stay valid "
+                    "in this process; other sessions, sign-ins and sign-outs answer 503 until it "
+                    "answers again: %s",
+                    STORE_DOWN_GRACE_SECONDS,
+                    exc,
+                )
+            self._down = (mono + STORE_RETRY_SECONDS, exc)
+            raise
+        if down is not None:
+            self._down = None
+            log.error("authn: session store %s answers again", self.store.description)
         return session
 
     def end(self, token: str) -> None:
