@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
+from authn.cache.shared import SharedStore
 from authn.errors import StoreUnavailable
 from authn.sessions import sessions as module
 from authn.sessions.sessions import STORE_DOWN_GRACE_SECONDS, STORE_RETRY_SECONDS, Sessions
-from authn.sessions.store import REMOTE_TRUST_SECONDS, Session
+from authn.sessions.store import REMOTE_TRUST_SECONDS, Session, session_id
 from authn.settings import LoginSettings
 
 REALM = "r" * 32
@@ -117,3 +119,29 @@ def test_a_session_ended_elsewhere_is_refused_once_read_even_if_the_store_goes_d
     clock.mono += STORE_RETRY_SECONDS
     with pytest.raises(StoreUnavailable):
         sessions.find(token, REALM)
+
+
+def test_the_grace_is_machine_wide_through_the_cache_file(
+    clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that never read a session honours it while the store is down when another
+    process of the machine read it within the grace (prefork: many children, one machine);
+    a read that finds the session gone takes it out of the file for every process."""
+    store = FlakyStore()
+    shared = SharedStore(str(tmp_path / "cache"), 64)
+    reader, other, third = (Sessions(store, LoginSettings(form=True), shared) for _ in range(3))  # type: ignore[arg-type]
+    token = reader.start("alice", REALM, "fp", "v")
+    ended = reader.start("bob", REALM, "fp", "v")
+    assert reader.find(token, REALM) is not None and reader.find(ended, REALM) is not None
+    store.records.pop(session_id(ended))  # signed out elsewhere ...
+    assert other.find(ended, REALM) is None  # ... and read again on this machine
+    store.down = True
+    found = third.find(token, REALM)
+    assert found is not None and found.user == "alice"
+    with pytest.raises(StoreUnavailable):
+        third.find(ended, REALM)
+    clock.mono += STORE_RETRY_SECONDS
+    later = module.time.time() + STORE_DOWN_GRACE_SECONDS
+    monkeypatch.setattr(module.time, "time", lambda: later)
+    with pytest.raises(StoreUnavailable):
+        other.find(token, REALM)  # the machine-wide copy has run out too
