@@ -10,8 +10,10 @@ steady load of valid users, wrong passwords, unknown users and signed-in browser
 through the balancer while the test checks the lockout, sessions and a password change across
 the nodes and then takes away, one at a time, node A, Redis and the directory provider.
 
-Over the whole run no wrong password or unknown user gets a 200 and no valid user or valid
-session gets a 401, 403, 429 or a sign-in page. The counts of every phase are printed at the
+Over the whole run no wrong password or unknown user gets a 200, no valid user or valid
+session gets a 401, 403, 429 or a sign-in page, and no client gets a 5xx (while Redis is
+away, sessions checked on a machine in the last 120 s stay valid there; a session nobody
+checked, or one that ended before, gets 503). The counts of every phase are printed at the
 end of the test session.
 """
 
@@ -242,6 +244,7 @@ def test_several_machines_behave_as_one(topology: Topology) -> None:
         time.sleep(1)
 
         # --- Redis stopped under load, then back -------------------------------------------
+        unchecked, ended = prepare_sessions_for_the_outage(a, b)
         phase("Redis down")
         topo.redis.stop()
         time.sleep(1.5)
@@ -250,6 +253,11 @@ def test_several_machines_behave_as_one(topology: Topology) -> None:
         if first.status == 303:
             first = during.send(first.headers["location"])
         assert first.status == 503, first  # no sign-in while the session store is away
+        for node in (a, b):
+            # never checked by any process: not honoured; ended before the outage: not honoured
+            for jar, source in ((unchecked, "127.0.61.1"), (ended, "127.0.61.2")):
+                reply = Browser(node.port, dict(jar), source, node.host).send(PATH)
+                assert reply.status == 503, (node.host, source, reply)
         time.sleep(2.5)
         for node in (a, b):
             assert "lockout store down, failing open" in node.error_log(), node.error_log()[-3000:]
@@ -293,15 +301,28 @@ def test_several_machines_behave_as_one(topology: Topology) -> None:
     conftest.notes.append("\n".join(report))
     print("\n".join(report))
     assert wrong == [], wrong[:20]
-    # Basic clients never see a 5xx: not when a node, Redis or the directory provider is away
-    # (Redis down: the lockout fails open). Sessions are counted, not asserted: a process
-    # answers 503 for a session it never checked when Redis is away or too slow (250 ms) to
-    # answer, by design (docs/signin.md), and a restarted node has checked none.
+    # No client sees a 5xx: not when a node, Redis or the directory provider is away (Redis
+    # down: the lockout fails open, and the browsers' sessions, checked on both machines in
+    # the last 120 s, stay valid: docs/several-machines.md)
     for name, _ in phases:
-        errors = [x for x in load.of(name) if x.kind != "session" and x.status not in (200, 401, 429)]
+        errors = [x for x in load.of(name) if x.status not in (200, 401, 429)]
         assert errors == [], (name, errors[:10])
-    redis_down = load.of("Redis down")
-    assert all(x.status == 200 for x in redis_down if x.kind == "valid"), load.summary("Redis down")
+
+
+def prepare_sessions_for_the_outage(a: Apache, b: Apache) -> tuple[dict[str, str], dict[str, str]]:
+    """Two sessions whose cookies must not work while Redis is away: one no process has
+    checked (signed in, never used), one signed out and seen as gone on both nodes."""
+    unchecked = Browser(a.port, source="127.0.61.1", host=a.host)
+    assert sign_in(unchecked, "alice", USERS["alice"]).status == 303
+    ended = Browser(a.port, source="127.0.61.2", host=a.host)
+    assert sign_in(ended, "alice", USERS["alice"]).status == 303
+    cookie = dict(ended.jar)
+    on = {node.host: Browser(node.port, dict(cookie), "127.0.61.2", node.host) for node in (a, b)}
+    assert all(browser.send(PATH).status == 200 for browser in on.values())
+    page = ended.send("/authn/logout")
+    assert ended.send("/authn/logout", method="POST", form=ended.form_of(page)).status == 200
+    until(lambda: all(browser.send(PATH).status == 303 for browser in on.values()), 5)
+    return unchecked.jar, cookie
 
 
 def lock_through(port: int, source: str, user: str) -> int:
@@ -358,7 +379,7 @@ def check_sessions(topo: Topology, a: Apache, b: Apache) -> list[str]:
     page = on_b.send("/authn/logout")
     assert on_b.send("/authn/logout", method="POST", form=on_b.form_of(page)).status == 200
     replay = Browser(a.port, {"authn_session": token}, "127.0.60.2", a.host)
-    logout = until(lambda: replay.send(PATH).status == 303, 1.5)
+    logout = until(lambda: replay.send(PATH).status == 303, 5)  # 1 s, and slack for a busy machine
     # authn session revoke: holds on both nodes
     first = Browser(a.port, source="127.0.60.3", host=a.host)
     assert sign_in(first, "alice", USERS["alice"]).status == 303
@@ -367,7 +388,7 @@ def check_sessions(topo: Topology, a: Apache, b: Apache) -> list[str]:
     assert first.send(PATH).status == 200 and second.send(PATH).status == 200
     result = authn("session", "--redis", topo.redis.url, "revoke", "alice")
     assert result.returncode == 0 and b"revoked 2 session" in result.stderr, result.stderr
-    revoked = until(lambda: first.send(PATH).status == 303 and second.send(PATH).status == 303, 1.5)
+    revoked = until(lambda: first.send(PATH).status == 303 and second.send(PATH).status == 303, 5)
     cross = [
         Browser(b.port, first.jar, "127.0.60.3", b.host).send(PATH).status,
         Browser(a.port, second.jar, "127.0.60.4", a.host).send(PATH).status,
@@ -395,7 +416,7 @@ def check_password_change(topo: Topology, a: Apache, b: Apache) -> list[str]:
     for node, source in ((a, "127.0.70.1"), (b, "127.0.70.2")):
         until(
             lambda n=node, s=source: direct(n, basic("carol", USERS["carol"]), source=s).status == 401,
-            CACHE_TTL + 1.5,
+            CACHE_TTL + 3,  # the TTL, and slack for a busy machine
             0.1,
         )
         took.append(time.monotonic() - changed)
