@@ -33,7 +33,7 @@ from authn.authenticator import Authenticator
 from authn.errors import SourceUnavailable, StoreUnavailable
 from authn.lockout.policy import Decision, Lockout, Reservation, Settled, lockout_for
 from authn.sessions.otp import Enrolment, SecretsFile, matching_step, recovery_hash
-from authn.sessions.sessions import Sessions, realm_of, store_for
+from authn.sessions.sessions import Sessions, grace_store_for, realm_of, store_for
 from authn.verdict import Reason, Verdict, decode_granted, encode_granted
 
 
@@ -121,7 +121,8 @@ class Gate:
     def sessions(self) -> Sessions:
         """The location's sessions (opened on first use; raises StoreUnavailable)."""
         if self._sessions is None:
-            self._sessions = Sessions(store_for(self.authenticator.settings), self.login)
+            settings = self.authenticator.settings
+            self._sessions = Sessions(store_for(settings), self.login, grace_store_for(settings))
         return self._sessions
 
     @property

@@ -172,8 +172,10 @@ class Apache:
         defines: dict[str, str] | None = None,
         server_conf: str = "",
         log_level: str = "warn",
+        host: str = "127.0.0.1",
     ) -> None:
         self.workdir = workdir
+        self.host = host  #: the address it listens on (any 127.x.y.z: one machine of several)
         self.mpm = mpm
         self.port = port or free_port()
         self.body = body
@@ -193,7 +195,7 @@ class Apache:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -231,7 +233,7 @@ class Apache:
             f'ServerRoot "{self.workdir}"',
             f'DefaultRuntimeDir "{self.workdir}/run"',
             f'PidFile "{self.workdir}/run/httpd.pid"',
-            f"Listen 127.0.0.1:{self.port}",
+            f"Listen {self.host}:{self.port}",
             "ServerName 127.0.0.1",
             f"User {user}",
             f"Group {group}",
@@ -368,7 +370,7 @@ class Apache:
                 raise RuntimeError(f"apache2 exited with {self.proc.returncode}:\n{out}\n{self.error_log()}")
             # Another program on the port answers too: only our own listening socket counts.
             if holds_listener(self.proc.pid, self.port):
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.2):
                     return
             time.sleep(0.05)
         if not port_is_free(self.port) and not holds_listener(self.proc.pid, self.port):

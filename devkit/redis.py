@@ -1,5 +1,6 @@
-"""A throwaway redis-server (no persistence) on a free port of the loopback, that can be
-stopped and started again on the same port: the store of tests that go down and come back."""
+"""A throwaway redis-server on a free port of the loopback, that can be stopped and started
+again on the same port: the store of tests that go down and come back. No persistence, unless
+``persistent`` (an append-only file, as a production Redis that keeps sessions should have)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ class RedisServer:
     """A throwaway redis-server (no persistence) that can be stopped and started again on
     the same port, to test a store that goes down and comes back."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, *, persistent: bool = False) -> None:
         self.binary = binary
+        self.persistent = persistent  #: an append-only file in workdir: data survive a restart
         self.workdir = workdir
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -30,7 +32,8 @@ class RedisServer:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [*DIE_WITH_PARENT, self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "no"],
+             "--appendonly", "yes" if self.persistent else "no", "--dir", str(self.workdir),
+             "--protected-mode", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip

@@ -9,6 +9,11 @@
   (loaded with ldapadd after start, so the overlay sees the groups).
 * ACLs like a production directory: passwords can only be used to bind, everything else is
   readable.
+* Replication, for the tests of several machines: ``Slapd(folder, syncprov=True)`` is a
+  provider (the syncprov overlay, entryCSN and entryUUID indexed); ``Slapd(folder,
+  provider=that)`` is a syncrepl consumer (refreshAndPersist, bound as the provider's root DN,
+  retrying every second while the provider is away): it starts empty, and :meth:`Slapd.start`
+  returns once it holds the provider's entries.
 
 ``FIXTURE_LDIF`` is the directory the tests use; ``USERS`` holds its logins and passwords.
 """
@@ -21,6 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import ldap
 import slapdtest
 
 from devkit.processes import DIE_WITH_PARENT
@@ -56,6 +62,14 @@ objectClass: olcOverlayConfig
 objectClass: olcMemberOf
 olcOverlay: memberof
 olcMemberOfRefInt: TRUE
+"""
+
+# a provider: consumers follow its changes (added after the schemas, like the memberof overlay)
+_SYNCPROV = r"""dn: olcOverlay=syncprov,olcDatabase={1}mdb,cn=config
+objectClass: olcOverlayConfig
+objectClass: olcSyncProvConfig
+olcOverlay: syncprov
+olcSpCheckpoint: 100 10
 """
 
 
@@ -178,7 +192,9 @@ class Slapd(slapdtest.SlapdObject):  # type: ignore[misc]  # python-ldap ships n
     openldap_schema_files = ("core.ldif", "cosine.ldif", "inetorgperson.ldif", "nis.ldif")
     SCHEMADIR = SCHEMA_DIR
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, syncprov: bool = False, provider: Slapd | None = None) -> None:
+        self.syncprov = syncprov
+        self.provider = provider
         self.TMPDIR = str(workdir)
         os.environ.setdefault("SBIN", "/usr/sbin")
         super().__init__()
@@ -192,7 +208,8 @@ class Slapd(slapdtest.SlapdObject):  # type: ignore[misc]  # python-ldap ships n
         self.slapd_conf_template = (
             slapdtest.SlapdObject.slapd_conf_template.replace(
                 "olcModuleLoad: back_%(database)s",
-                "olcModuleLoad: back_%(database)s\nolcModuleLoad: memberof",
+                "olcModuleLoad: back_%(database)s\nolcModuleLoad: memberof"
+                + ("\nolcModuleLoad: syncprov" if syncprov else ""),
             ).rstrip("\n")
             + "\n"
             + _ACCESS.lstrip("\n")
@@ -227,13 +244,50 @@ class Slapd(slapdtest.SlapdObject):  # type: ignore[misc]  # python-ldap ships n
             else:
                 return
 
+    def gen_config(self) -> str:
+        """slapdtest's config, plus what replication needs on the database entry (its last)."""
+        extra = []
+        if self.syncprov or self.provider is not None:
+            extra.append("olcDbIndex: entryCSN,entryUUID eq")
+        if self.provider is not None:
+            source = self.provider
+            extra.append(
+                f"olcSyncrepl: rid=001 provider={source.ldap_url} bindmethod=simple "
+                f'binddn="{source.root_dn}" credentials="{source.root_pw}" searchbase="{SUFFIX}" '
+                'type=refreshAndPersist retry="1 +" timeout=3 network-timeout=2'
+            )
+        return str(super().gen_config()).rstrip("\n") + "\n" + "".join(line + "\n" for line in extra)
+
     def _write_config(self) -> None:
         super()._write_config()
-        self.slapadd(_OVERLAY, ["-n0"])
+        if self.provider is None:  # a consumer copies the provider's memberOf values
+            self.slapadd(_OVERLAY, ["-n0"])
+        if self.syncprov:
+            self.slapadd(_SYNCPROV, ["-n0"])
 
     def start(self) -> None:
         super().start()
-        self.ldapadd(FIXTURE_LDIF)
+        if self.provider is None:
+            self.ldapadd(FIXTURE_LDIF)
+        else:
+            self.wait_for_bind(f"uid=alice,{PEOPLE}", USERS["alice"])
+
+    def wait_for_bind(self, dn: str, password: str, timeout: float = 20.0) -> float:
+        """Wait until ``dn`` can bind here with ``password`` (a consumer has caught up);
+        returns the seconds it took; raises TimeoutError."""
+        start = time.monotonic()
+        while True:
+            conn = ldap.initialize(self.ldap_url)
+            conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 2)
+            try:
+                conn.simple_bind_s(dn, password)
+                return time.monotonic() - start
+            except (ldap.INVALID_CREDENTIALS, ldap.SERVER_DOWN):
+                if time.monotonic() - start >= timeout:
+                    raise TimeoutError(f"{dn} cannot bind at {self.ldap_url} after {timeout} s") from None
+                time.sleep(0.05)
+            finally:
+                conn.unbind_s()
 
     def stop_server(self) -> None:
         """Stop slapd, keep its data and ports (``start_server`` brings it back)."""

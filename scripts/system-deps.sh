@@ -18,7 +18,7 @@ else
   packages=(
     apache2 apache2-utils libapache2-mod-python libapache2-mod-php
     slapd ldap-utils
-    redis-server fail2ban
+    redis-server fail2ban haproxy
     python3 python3-venv python3-dev gcc libldap2-dev libsasl2-dev
     make curl openssl wrk
     chromium chromium-driver
@@ -44,6 +44,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
 # Debian's postinst scripts may start the system services; our tests start their own.
-for svc in apache2 slapd redis-server fail2ban; do
+for svc in apache2 slapd redis-server fail2ban haproxy; do
   service "$svc" stop >/dev/null 2>&1 || true
 done

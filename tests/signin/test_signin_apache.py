@@ -30,6 +30,7 @@ class Browser:
     port: int
     jar: dict[str, str] = field(default_factory=dict)
     source: str = "127.0.0.1"
+    host: str = "127.0.0.1"
 
     def send(self, path: str, *, method: str = "GET", form: dict[str, str] | None = None,
              accept: str = HTML) -> Response:  # fmt: skip
@@ -40,7 +41,9 @@ class Browser:
         if form is not None:
             body = urlencode(form).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        reply = request(self.port, path, method=method, headers=headers, body=body, source=self.source)
+        reply = request(
+            self.port, path, method=method, headers=headers, body=body, source=self.source, host=self.host
+        )
         for name, header in reply.set_cookies().items():
             value = header.split("=", 1)[1].split(";", 1)[0]
             if "Max-Age=0" in header or not value:
