@@ -17,8 +17,9 @@ Used by the tests, ``make demo`` and the benchmark, so that all three run the sh
   own), never ``/tmp`` or ``/var/cache/authn``.
 * Two ways to find authn, chosen by ``AUTHN_TEST_INSTALLED``:
 
-  - unset (``make test``): the venv's copy, reached through ``PYTHONPATH`` in Apache's
-    environment (what an admin puts in ``/etc/apache2/envvars`` for the venv layout), the
+  - unset (``make test``): the venv's copy, appended to the embedded Python's path (what the
+    ``.pth`` file an admin writes for the venv layout does; here a ``sitecustomize`` in a
+    folder of the work folder on ``PYTHONPATH``, so nothing is written under /usr), the
     snippets of this checkout's ``conf/``, and a generated ``httpd.conf``;
   - ``AUTHN_TEST_INSTALLED=1``: the installed Debian package (``/usr/lib/python3``, the
     snippets in ``/usr/share/authn/conf``, its ``conf-available/authn.conf`` enabled), in a
@@ -214,8 +215,19 @@ class Apache:
                 APACHE_LOG_DIR=f"{self.workdir}/logs",
             )
         else:
-            env["PYTHONPATH"] = site_packages()
+            env["PYTHONPATH"] = str(self._path_hook())
         return env
+
+    def _path_hook(self) -> Path:
+        """A folder whose ``sitecustomize`` appends the venv's site-packages to the embedded
+        Python's path, as the ``.pth`` file an admin writes into Debian's local site folder
+        does (tests write nothing under /usr). The venv itself on ``PYTHONPATH`` would stand
+        in front of the standard library, and mod_python's parent dies at a graceful restart."""
+        folder = self.workdir / "pythonpath"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "sitecustomize.py").write_text(f"import site\nsite.addsitedir({site_packages()!r})\n")
+        make_readable(folder)
+        return folder
 
     @property
     def confdir(self) -> Path:

@@ -2,8 +2,10 @@
 
 The site-packages folder is the one of the interpreter running this command, so run it with
 the venv that Apache should use (built from ``/usr/bin/python3``, the interpreter that
-mod_python embeds). A venv's folder reaches Apache by ``PYTHONPATH`` in Apache's environment
-(``/etc/apache2/envvars`` on Debian), never by a ``PythonPath`` directive, which would apply
+mod_python embeds). A venv's folder reaches Apache by a ``.pth`` file in Debian's local site
+folder (:data:`LOCAL_PTH`): appended to the path, it shadows nothing (``PYTHONPATH`` puts the
+venv in front of the standard library, and mod_python's parent then dies at a graceful
+restart: "PyEval_SaveThread: ... the GIL is released"); never by a ``PythonPath`` directive, which would apply
 to every mod_python application of the server; the Debian package needs neither. The
 server-level part is an ``Include`` of the shipped ``conf/authn.conf`` when that folder is
 found (``--conf-dir``, ``$AUTHN_CONF_DIR``, the source checkout,
@@ -53,6 +55,8 @@ def find_conf_dir(given: str | None) -> Path | None:
 
 
 SYSTEM_SITE_PACKAGES = ("/usr/lib/python3/dist-packages",)
+#: where a venv install is named to Debian's Python (appended to sys.path, never in front)
+LOCAL_PTH = "/usr/local/lib/python3.11/dist-packages/authn.pth"
 
 
 def snippet(site_packages: str, conf_dir: Path | None) -> str:
@@ -62,9 +66,9 @@ def snippet(site_packages: str, conf_dir: Path | None) -> str:
     ]
     if site_packages not in SYSTEM_SITE_PACKAGES:
         out += [
-            "# Apache must find this install: once, in Apache's environment (on Debian, a line",
-            "# at the end of /etc/apache2/envvars), then restart Apache:",
-            f"#   export PYTHONPATH={site_packages}",
+            "# Apache must find this install: once, a .pth file in Debian's local site folder",
+            "# (it appends the venv to the embedded Python's path), then restart Apache:",
+            f"#   echo {site_packages} > {LOCAL_PTH}",
         ]
     if conf_dir is not None:
         out.append(f'Include "{conf_dir}/authn.conf"')

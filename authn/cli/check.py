@@ -46,6 +46,8 @@ AUTH_HANDLERS = ("pythonauthenhandler", "pythonauthzhandler", "pythonaccesshandl
 USER_REQUIRES = ("valid-user", "user", "group", "ldap-user", "ldap-group", "ldap-dn", "file-group")
 DEFAULT_RUN_USER = "www-data"
 WARNING = "warning: "
+#: sections read as if true: their lines stand at server level when nothing else surrounds them
+CONDITIONALS = ("ifdefine", "ifmodule", "ifversion", "ifdirective", "iffile", "ifsection")
 
 
 class Findings:
@@ -701,7 +703,11 @@ def _check_main_or_fragment(path: str, config: Config) -> list[str]:
         return check(config, fragment=True)
     own = {os.path.realpath(d.file) for d in config.directives}
     server = read_config(main_path)
-    top = [d for d in server.directives if not d.sections and os.path.realpath(d.file) not in own]
+    top = [
+        d
+        for d in server.directives
+        if all(sec.name in CONDITIONALS for sec in d.sections) and os.path.realpath(d.file) not in own
+    ]
     merged = Config([*top, *config.directives], config.problems, server.server_root, server.defines)
     mine = {d.file for d in config.directives}
     return [line for line in check(merged) if line.split(":", 1)[0] in mine]
