@@ -84,6 +84,8 @@ class SignedIn:
 
 
 Answer = Granted | Refused | Throttled | Unavailable | SignedIn
+#: what the lockout counts second-factor codes under: the account, apart from its password
+CODE_SUFFIX = " #code"
 
 
 class _Stop(Exception):
@@ -198,7 +200,7 @@ class Gate:
     def _second_factor(self, client: str, user: str, verdict: Verdict, code: str) -> Answer | None:
         assert self._otp is not None
         try:
-            enrolment = self._otp.enrolment(user)
+            enrolment = self._otp.enrolment(user, folded=self.authenticator.directory is not None)
         except SourceUnavailable as exc:
             return unavailable(user, exc)
         if enrolment is None:
@@ -208,11 +210,13 @@ class Gate:
         lockout = self.lockout
         reservation = None
         if lockout is not None:
-            reservation = lockout.reserve(client, self.authenticator.identity(user, verdict))
+            # its own counter: a right password clears the password's pair, never this one,
+            # so ten wrong codes lock the codes of the account from this address
+            reservation = lockout.reserve(client, self.authenticator.identity(user, verdict) + CODE_SUFFIX)
             if reservation.decision.locked:
                 return _throttled(user, reservation.decision)
         try:
-            right = self._code_is_right(user, enrolment, code)
+            right = self._code_is_right(self.authenticator.identity(user, verdict), enrolment, code)
         except StoreUnavailable as exc:
             if lockout is not None and reservation is not None:
                 lockout.settle(reservation, "fault")
@@ -221,15 +225,16 @@ class Gate:
             lockout.settle(reservation, "granted" if right else "failed")
         return None if right else Refused(user, "otp", Reason.BAD_CODE)
 
-    def _code_is_right(self, user: str, enrolment: Enrolment, code: str) -> bool:
-        """A TOTP code of this step (+/- one), or an unused recovery code; each works once."""
+    def _code_is_right(self, account: str, enrolment: Enrolment, code: str) -> bool:
+        """A TOTP code of this step (+/- one), or an unused recovery code; each works once
+        for the ``account`` (the lockout's: every spelling of a directory login is one)."""
         store = self.sessions.store
         step = matching_step(enrolment.secret, code)
         if step is not None:
-            return store.use_code(user, step)
+            return store.use_code(account, step)
         digest = recovery_hash(code)
         if code.strip() and digest in enrolment.recovery:
-            return store.use_code(f"{user}\0recovery:{digest}", 1)
+            return store.use_code(f"{account}\0recovery:{digest}", 1)
         return False
 
     def sign_out(self, token: str) -> None:

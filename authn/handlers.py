@@ -205,7 +205,7 @@ def _form_location(req: Any, gate: Gate) -> int:
     client gets 401. With ``"form basic"`` a request with Basic credentials is checked as on
     a Basic location (the AuthType is not Basic, so authn reads the header itself)."""
     authorization = _header(req, "Authorization")
-    if gate.login.basic and authorization is not None:
+    if gate.login.basic and authorization is not None and parse_basic(authorization) is not None:
         return _basic_on_form_location(req, gate, authorization)
     token = web.cookies(_text_header(req, "Cookie")).get(COOKIE)
     if token:

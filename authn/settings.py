@@ -516,6 +516,13 @@ def _check_consistency(settings: Settings) -> None:
             "authn.require.group",
             "needs a place to look groups up; set authn.groupfile to an AuthGroupFile-format file",
         )
+    if settings.login.otp_file is not None and settings.login.basic:
+        raise ConfigError(
+            "authn.otp.file",
+            "a second factor needs the sign-in form alone: Basic credentials cannot carry a code, "
+            'so with authn.login basic or "form basic" they would skip it; set '
+            "PythonOption authn.login form (conf/authn-form.conf)",
+        )
     lockout = settings.lockout
     if lockout.enabled and lockout.store == "redis" and lockout.redis is None:
         raise ConfigError(

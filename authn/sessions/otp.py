@@ -115,6 +115,15 @@ class SecretsFile:
             path, parse_secrets, what="TOTP secrets file", source="otp", interval=interval
         )
 
-    def enrolment(self, user: str) -> Enrolment | None:
-        """The user's enrolment, or None; raises SourceUnavailable when unreadable."""
-        return self._file.current().value.get(user)
+    def enrolment(self, user: str, *, folded: bool = False) -> Enrolment | None:
+        """The user's enrolment, or None; raises SourceUnavailable when unreadable.
+
+        ``folded``: the login is a directory's, matched without regard to case and spaces
+        (``ALICE`` is alice's entry): a line of the file matches when the two fold alike,
+        so typing another spelling cannot make an enrolled user look not enrolled."""
+        table = self._file.current().value
+        found = table.get(user)
+        if found is not None or not folded:
+            return found
+        wanted = " ".join(user.split()).casefold()
+        return next((e for name, e in table.items() if " ".join(name.split()).casefold() == wanted), None)

@@ -61,10 +61,22 @@ COOKIE = "authn_session"
 
 
 def realm_of(settings: Settings) -> str:
-    """The realm a session belongs to: a digest of the sources a location checks (the
-    sources, the password file, the directory). Locations with the same sources share
-    sessions, whatever their group rules; others need their own sign-in."""
-    text = repr((settings.sources, settings.password_file, settings.ldap))
+    """The realm a session belongs to: a digest of everything that decides whether a sign-in
+    succeeds and how long a session lives: the sources (the password file, the directory),
+    the lockout, the second factor and the session's timeouts. Locations that agree on all
+    of it share sessions, whatever their group rules (checked on every request); any other
+    location needs its own sign-in, so a session made where no code was asked, or where the
+    lockout is looser or sessions live longer, is no session where they are stricter."""
+    login = settings.login
+    text = repr(
+        (
+            settings.sources,
+            settings.password_file,
+            settings.ldap,
+            settings.lockout,
+            (login.otp_file, login.otp_optional, login.idle, login.lifetime, login.basic),
+        )
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

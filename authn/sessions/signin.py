@@ -68,8 +68,17 @@ def serve(_: object, request: PageRequest) -> int:
 
 
 def _fields(request: PageRequest) -> dict[str, str]:
+    try:
+        return _parsed_fields(request)
+    except (ValueError, OSError):  # too many fields, a body cut short: no form at all
+        return {}
+
+
+def _parsed_fields(request: PageRequest) -> dict[str, str]:
     if request.method != "POST":
-        return {k: v[0] for k, v in parse_qs(request.query, keep_blank_values=True).items()}
+        return {
+            k: v[0] for k, v in parse_qs(request.query, keep_blank_values=True, max_num_fields=10).items()
+        }
     if request.length < 0 or request.length > MAX_FORM_BYTES:
         return {}
     if not request.content_type.lower().startswith("application/x-www-form-urlencoded"):

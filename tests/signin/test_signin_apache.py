@@ -292,3 +292,79 @@ def test_second_factor_and_revoke(start_apache: Callable[..., Apache], scratch: 
     result = authn("session", "--dir", str(scratch / "lockout"), "revoke", "alice")
     assert result.returncode == 0, result.stderr
     assert browser.send("/private/").status == 303 and again.send("/private/").status == 303
+
+
+def test_a_session_is_no_session_where_the_sign_in_is_stricter(
+    start_apache: Callable[..., Apache], scratch: Path
+) -> None:
+    """Two locations on one password file: one asks a TOTP code, one does not. A session made
+    where no code was asked is no session where one is (the realm covers the second factor,
+    the lockout and the timeouts); a sign-in context of the looser location buys nothing."""
+    import io
+
+    from authn.cli.otp import enroll
+
+    secrets_file = scratch / "otp"
+    enroll(str(secrets_file), "alice", "test", out=io.StringIO())
+    secrets_file.chmod(0o644)
+    apache = site(start_apache, scratch, "prefork")
+    admin = scratch / "www" / "admin"
+    admin.mkdir()
+    (admin / "index.html").write_text("admin content\n")
+    apache.stop()
+    body = (
+        apache.body
+        + f"""
+<Directory "{admin}">
+    Include "${{AUTHN_CONF}}/authn-form.conf"
+    PythonOption authn.file "{scratch / "users"}"
+    PythonOption authn.otp.file "{secrets_file}"
+    Require valid-user
+</Directory>
+"""
+    )
+    apache = start_apache(body, mpm="prefork")
+    browser = Browser(apache.port)
+    assert browser.sign_in("/private/", "alice", "wonderland").status == 303
+    assert browser.send("/private/").status == 200
+    assert browser.send("/admin/").status == 303  # asks again, with the code this time
+
+
+def test_second_factor_refuses_basic_and_counts_wrong_codes(
+    start_apache: Callable[..., Apache], scratch: Path
+) -> None:
+    """A second factor cannot ride on Basic ("form basic" with authn.otp.file is a
+    configuration error: 500 with its line); ten wrong codes with the right password lock the
+    account's codes from that address (a right password does not clear them)."""
+    import io
+
+    from authn.cli.otp import enroll
+
+    secrets_file = scratch / "otp"
+    enroll(str(secrets_file), "alice", "test", out=io.StringIO())
+    secrets_file.chmod(0o644)
+    apache = site(start_apache, scratch, "prefork", extra=f'PythonOption authn.otp.file "{secrets_file}"')
+    assert request(apache.port, "/both/", auth=basic("alice", "wonderland")).status == 200  # no otp there
+    browser = Browser(apache.port, source="127.0.0.21")
+    statuses = [browser.sign_in("/private/", "alice", "wonderland", code="000000").status for _ in range(12)]
+    assert statuses[:3] == [200, 200, 200] and 429 in statuses, statuses
+    apache.stop()
+    misconfigured = apache.body.replace(
+        'PythonOption authn.login "form basic"',
+        f'PythonOption authn.login "form basic"\n    PythonOption authn.otp.file "{secrets_file}"',
+    )
+    apache = start_apache(misconfigured, mpm="prefork")
+    assert request(apache.port, "/both/", auth=basic("alice", "wonderland")).status == 500
+    assert "authn.otp.file: a second factor needs the sign-in form alone" in apache.error_log()
+
+
+def test_a_malformed_form_is_no_500(start_apache: Callable[..., Apache], scratch: Path) -> None:
+    apache = site(start_apache, scratch, "event")
+    for path in ("/authn/login", "/authn/logout"):
+        body = "&".join(f"f{i}=1" for i in range(30)).encode()
+        reply = request(
+            apache.port, path, method="POST", body=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": HTML},
+        )  # fmt: skip
+        assert reply.status in (400, 403), reply.status
+    assert "Traceback" not in apache.error_log()
