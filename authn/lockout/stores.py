@@ -166,6 +166,30 @@ def take_queue(fd: int, deadline: float, store: str) -> None:
             pause = min(pause * 2, 0.01)
 
 
+@contextlib.contextmanager
+def queued_transaction(conn: sqlite3.Connection, queue_fd: int, store: str) -> Iterator[sqlite3.Connection]:
+    """One write transaction on ``conn`` after waiting our turn on the writers' lock file
+    (:func:`take_queue`), committed when the block ends (rolled back if it raises). The
+    queue and SQLite's own busy wait share one :data:`SQLITE_BUSY_SECONDS` deadline: a
+    transaction held outside authn (an admin's sqlite3 shell) makes the request fail open
+    after it, instead of every writer waiting its full time in a chain."""
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    take_queue(queue_fd, deadline, store)
+    try:
+        left = max(1, int((deadline - time.monotonic()) * 1000))
+        conn.execute(f"PRAGMA busy_timeout={left}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        fcntl.flock(queue_fd, fcntl.LOCK_UN)
+
+
 class FailureMarks:
     """Per client address, a mark that changes whenever a failure is counted for it.
 
@@ -414,29 +438,15 @@ class SqliteStore:
         short transactions before it. Expired counters are purged and the table bounded
         every :data:`PURGE_EVERY_SECONDS` by whoever writes then.
         """
-        deadline = time.monotonic() + SQLITE_BUSY_SECONDS
-        with self._connected(doing) as conn:
-            fd = self._queue_file()
-            take_queue(fd, deadline, f"lockout store {self.path}")
-            try:
-                # what is left of the deadline: a transaction held outside authn (an admin's
-                # sqlite3 shell) makes this request fail open after it, not wait in a chain
-                left = max(1, int((deadline - time.monotonic()) * 1000))
-                conn.execute(f"PRAGMA busy_timeout={left}")
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    now = time.time()
-                    if now >= self._next_purge:
-                        self._next_purge = now + PURGE_EVERY_SECONDS
-                        self._purge(conn, now)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                    raise
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        with (
+            self._connected(doing) as conn,
+            queued_transaction(conn, self._queue_file(), f"lockout store {self.path}"),
+        ):
+            yield conn
+            now = time.time()
+            if now >= self._next_purge:
+                self._next_purge = now + PURGE_EVERY_SECONDS
+                self._purge(conn, now)
 
     @staticmethod
     def _purge(conn: sqlite3.Connection, now: float) -> None:

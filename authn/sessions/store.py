@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from authn.errors import StoreUnavailable
-from authn.lockout.stores import take_queue
+from authn.lockout.stores import queued_transaction, take_queue
 
 SQLITE_BUSY_SECONDS = 5.0
 PURGE_EVERY_SECONDS = 30.0
@@ -191,26 +191,12 @@ class SqliteSessions:
         with self._use:
             try:
                 conn = self._connection()
-                fd = self._queue()
-                deadline = time.monotonic() + SQLITE_BUSY_SECONDS
-                take_queue(fd, deadline, f"session store {self.path}")
-                try:
-                    left = max(1, int((deadline - time.monotonic()) * 1000))
-                    conn.execute(f"PRAGMA busy_timeout={left}")
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        yield conn
-                        now = time.time()
-                        if now >= self._next_purge:
-                            self._next_purge = now + PURGE_EVERY_SECONDS
-                            self._purge(conn, now)
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                        raise
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                with queued_transaction(conn, self._queue(), f"session store {self.path}"):
+                    yield conn
+                    now = time.time()
+                    if now >= self._next_purge:
+                        self._next_purge = now + PURGE_EVERY_SECONDS
+                        self._purge(conn, now)
             except (OSError, sqlite3.Error) as exc:
                 raise self._fail(doing, exc) from None
 
