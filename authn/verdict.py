@@ -7,6 +7,7 @@ exceptions of :mod:`authn.errors`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 from collections.abc import Mapping
@@ -112,15 +113,16 @@ class Verdict:
 
 
 def encode_granted(verdict: Verdict) -> bytes:
-    """A granted verdict as compact JSON (source, groups, attributes; never a password), for
-    the caches and sessions that keep it; :func:`decode_granted` gives it back."""
+    """A granted verdict as compact JSON (source, groups, attributes, the lockout's account;
+    never a password), for the caches and sessions that keep it; :func:`decode_granted` gives
+    it back. The account is kept so a cached directory verdict needs no DN parsing per request."""
     attrs = {k: list(v) for k, v in verdict.attrs.items()}
-    data = [verdict.source, sorted(verdict.groups), attrs]
+    data = [verdict.source, sorted(verdict.groups), attrs, verdict.identity]
     return json.dumps(data, separators=(",", ":")).encode()
 
 
 def decode_granted(user: str, payload: bytes | str) -> Verdict:
-    source, groups, attrs = json.loads(payload)
-    return Verdict.grant(
-        user, source, frozenset(groups), MappingProxyType({k: tuple(v) for k, v in attrs.items()})
-    )
+    source, groups, attrs, *rest = json.loads(payload)
+    frozen = MappingProxyType({k: tuple(v) for k, v in attrs.items()})
+    verdict = Verdict.grant(user, source, frozenset(groups), frozen)
+    return dataclasses.replace(verdict, identity=rest[0]) if rest and rest[0] else verdict

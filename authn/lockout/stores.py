@@ -166,6 +166,26 @@ def take_queue(fd: int, deadline: float, store: str) -> None:
             pause = min(pause * 2, 0.01)
 
 
+def open_database(path: str, queue_fd: int, store: str, schema: Sequence[str]) -> sqlite3.Connection:
+    """A connection to the SQLite database ``path`` in WAL mode with ``schema`` applied,
+    opened in the writers' queue: children opening a new database at once would otherwise
+    race on switching it to WAL ("database is locked" at once, with no busy wait). Raises
+    OSError or sqlite3.Error."""
+    take_queue(queue_fd, time.monotonic() + SQLITE_BUSY_SECONDS, store)
+    try:
+        conn = sqlite3.connect(
+            path, timeout=SQLITE_BUSY_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # may lose the last writes on power loss
+        conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+        for statement in schema:
+            conn.execute(statement)
+        return conn
+    finally:
+        fcntl.flock(queue_fd, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def queued_transaction(conn: sqlite3.Connection, queue_fd: int, store: str) -> Iterator[sqlite3.Connection]:
     """One write transaction on ``conn`` after waiting our turn on the writers' lock file
@@ -349,27 +369,11 @@ class SqliteStore:
                         f"{st.st_uid} or is writable by others; remove it or set "
                         "authn.lockout.dir to a folder only the Apache user can write"
                     )
-            # In the queue too: children opening a new database at once would otherwise race
-            # on switching it to WAL ("database is locked" at once, no busy wait).
-            fd = self._queue_file()
-            take_queue(fd, time.monotonic() + SQLITE_BUSY_SECONDS, f"lockout store {self.path}")
-            try:
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=SQLITE_BUSY_SECONDS,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")  # may lose a failure on power loss
-                conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
-                conn.execute(_SCHEMA)
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(counters)")}
-                if "pending" not in columns:  # a database of an earlier version
-                    conn.execute("ALTER TABLE counters ADD COLUMN pending INTEGER NOT NULL DEFAULT 0")
-                    conn.execute("ALTER TABLE counters ADD COLUMN pending_until REAL NOT NULL DEFAULT 0")
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            conn = open_database(self.path, self._queue_file(), f"lockout store {self.path}", [_SCHEMA])
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(counters)")}
+            if "pending" not in columns:  # a database of an earlier version
+                conn.execute("ALTER TABLE counters ADD COLUMN pending INTEGER NOT NULL DEFAULT 0")
+                conn.execute("ALTER TABLE counters ADD COLUMN pending_until REAL NOT NULL DEFAULT 0")
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
                 f"lockout store {self.path}: cannot open: {exc}; check that the folder exists "

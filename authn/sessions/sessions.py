@@ -29,6 +29,7 @@ when the store goes down and one when it answers.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -36,7 +37,6 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 
 from authn.cache.shared import SharedStore
 from authn.cache.verdicts import shared_store
@@ -83,14 +83,6 @@ def realm_of(settings: Settings) -> str:
 def new_token() -> str:
     """A session token: 256 random bits, URL-safe."""
     return secrets.token_urlsafe(32)
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """A valid session for a request."""
-
-    session: Session
-    token: str
 
 
 class Sessions:
@@ -152,8 +144,7 @@ class Sessions:
         if now - session.seen >= min(TOUCH_SECONDS, self.login.idle / 10):
             self.store.touch(sid, now)
             self._trusted[sid] = (
-                Session(*(session.id, session.user, session.realm, session.fingerprint, session.verdict,
-                          session.created, now, session.expires)),
+                dataclasses.replace(session, seen=now),
                 mono,
                 epoch,
             )  # fmt: skip

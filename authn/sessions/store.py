@@ -28,7 +28,6 @@ Every method raises :class:`authn.errors.StoreUnavailable` on faults.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import mmap
@@ -42,9 +41,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from authn.errors import StoreUnavailable
-from authn.lockout.stores import queued_transaction, take_queue
+from authn.lockout.stores import open_database, queued_transaction
 
-SQLITE_BUSY_SECONDS = 5.0
 PURGE_EVERY_SECONDS = 30.0
 MAX_SESSIONS = 500_000  #: sessions kept at most; past it the oldest-seen go first
 REMOTE_TRUST_SECONDS = 1.0  #: Redis: a checked session is trusted this long by a process
@@ -161,19 +159,7 @@ class SqliteSessions:
             st = os.stat(self.folder)
             if st.st_uid != os.geteuid() or st.st_mode & 0o022:
                 raise OSError(f"folder {self.folder} belongs to uid {st.st_uid} or is writable by others")
-        fd = self._queue()
-        take_queue(fd, time.monotonic() + SQLITE_BUSY_SECONDS, f"session store {self.path}")
-        try:
-            conn = sqlite3.connect(
-                self.path, timeout=SQLITE_BUSY_SECONDS, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA journal_size_limit=4194304")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        conn = open_database(self.path, self._queue(), f"session store {self.path}", _SCHEMA)
         self._epoch = _Epoch(self.path + ".epoch")
         self._conn, self._pid = conn, os.getpid()
         return conn

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from authn import hashes
-from devkit.apache import CONF_DIR, Apache, PortInUse, apache_available, free_port, run_user
+from devkit.apache import Apache, PortInUse, apache_available, free_port, run_user
 from devkit.http import basic, request
 from devkit.processes import kill_all, processes_mentioning
+from tests.apache.test_environment import protected_site
 from tests.conftest import need
 
 
@@ -37,22 +37,6 @@ def work(scratch: Path) -> Iterator[Path]:
     left = processes_mentioning(scratch)
     kill_all([pid for pid, _ in left])
     assert not left, f"processes left behind: {left}"
-
-
-def protected_site(root: Path) -> str:
-    users = root / "users"
-    users.write_text(f"alice:{hashes.make_hash(b'pw', 'apr1')}\n")
-    (root / "www").mkdir()
-    (root / "www" / "index.html").write_text("hi\n")
-    return f"""
-Include "{CONF_DIR}/authn.conf"
-DocumentRoot "{root}/www"
-<Directory "{root}/www">
-    Include "{CONF_DIR}/authn-basic.conf"
-    PythonOption authn.file "{users}"
-    Require valid-user
-</Directory>
-"""
 
 
 def test_another_program_on_the_port_is_not_taken_for_our_apache(work: Path, listening_port: int) -> None:
