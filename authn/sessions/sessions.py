@@ -159,17 +159,24 @@ class Sessions:
         self, sid: str, trusted: tuple[Session, float, bytes | None] | None, mono: float, now: float
     ) -> Session | None:
         """The store is down: the session as this process, or else any process of this
-        machine, last read it within the grace; None when neither did."""
+        machine, last read it within the grace; None when neither did, or when a process of
+        this machine found it gone (signed out, revoked) since: that mark in the machine-wide
+        file overrides what this process remembers."""
+        found = None
+        if self.shared is not None:
+            try:
+                found = self.shared.get(_shared_key(sid))
+            except OSError:
+                found = None
+        if found is not None and not found[2]:
+            return None  # marked gone by a later read on this machine
         if trusted is not None and mono - trusted[1] < STORE_DOWN_GRACE_SECONDS:
             return trusted[0]
-        if self.shared is None:
+        if found is None or found[0] <= now:
             return None
         try:
-            found = self.shared.get(_shared_key(sid))
-            if found is None or found[0] <= now:
-                return None
             return Session(sid, *json.loads(found[2]))
-        except (OSError, ValueError, TypeError):
+        except (ValueError, TypeError):
             return None
 
     def _share(self, sid: str, session: Session | None, now: float) -> None:
