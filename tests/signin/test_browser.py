@@ -94,13 +94,13 @@ def _sign_in(chrome: Any, user: str, password: str, code: str | None = None) -> 
 
 def _wait_for_new_page(chrome: Any, old_root: Any) -> None:
     """Wait until the click's navigation replaced the page (POST, 303, GET)."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     def replaced(_: Any) -> bool:
         try:
             old_root.tag_name  # noqa: B018 - raises once the old page is gone
-        except StaleElementReferenceException:
+        except WebDriverException:  # stale, or "node does not belong to the document"
             return True
         return False
 
