@@ -216,6 +216,12 @@ class Lockout:
         # (client, user) -> until when a clean record (no counter at all) is trusted, and
         # the client's failure mark when it was read (None: no marks, time bound only)
         self._clean: dict[tuple[str, str | None], tuple[float, bytes | None]] = {}
+        # client -> the same for every login of a client with no failure at all (SQLite,
+        # with failure marks only): a good address's first request of each login (a shared
+        # proxy, a NAT) reads the store once, not once per login and process
+        self._clean_clients: dict[str, tuple[float, bytes]] = {}
+        # client -> the same for a client that has failures (its reservations read the pair)
+        self._dirty_clients: dict[str, tuple[float, bytes]] = {}
         marks = getattr(store, "failure_marks", None)
         self._marks_of_store = marks if callable(marks) else None
         # (client, user) -> until when a known lock holds, its Decision, whether a refusal
@@ -291,12 +297,17 @@ class Lockout:
         and the count it gets back is fresh, so a lock is seen here at the next failure.
         """
         STATS.checks += 1
-        if not self._usable():
+        if self._down_since is not None and not self._usable():
             return OPEN
-        client = counted_address(client)
+        if ":" in client:
+            client = counted_address(client)
         now = time.monotonic()
-        marks = self._marks()
+        marks = self._marks_of_store() if self._marks_of_store is not None else None
         mark = marks.read(client) if marks is not None else None  # before the store read
+        if mark is not None:
+            whole = self._clean_clients.get(client)
+            if whole is not None and whole[0] > now and whole[1] == mark:
+                return OPEN
         clean = self._clean.get((client, user))
         if clean is not None and clean[0] > now and clean[1] == mark:
             return OPEN
@@ -309,6 +320,12 @@ class Lockout:
             keys.append(pair_key(client, user))
         try:
             generation = self._unlocks(now)  # before the read: an unlock after it is seen
+            if mark is not None and self.store.client_is_clean(client):
+                self._recovered()
+                if len(self._clean_clients) >= CLEAN_MAX:
+                    self._clean_clients.clear()
+                self._clean_clients[client] = (now + CLEAN_MARKED_SECONDS, mark)
+                return OPEN
             counts = self.store.get(keys)
         except StoreUnavailable as exc:
             self._fault(exc)
@@ -384,6 +401,36 @@ class Lockout:
             STATS.refused += 1
         return Decision(True, max(1, math.ceil(expires - now)), reason, pair_failures)
 
+    def known_client_lock(self, client: str) -> Decision | None:
+        """The lock this process knows for the address ``client`` (learned from the store,
+        held until it ends or an admin unlocks), or None: no store read."""
+        if not self._locked:
+            return None
+        return self._known_lock((counted_address(client), None), time.monotonic())
+
+    def _client_clean(self, client: str) -> bool:
+        """True when no failure is counted under ``client`` (a counted address) nor any of
+        its pairs, known without a store read while its failure mark is unchanged; one read
+        (:meth:`~authn.lockout.stores.LockoutStore.client_is_clean`) otherwise, whose answer
+        holds until the mark changes. False without failure marks (Redis)."""
+        marks = self._marks_of_store() if self._marks_of_store is not None else None
+        if marks is None:
+            return False
+        mark = marks.read(client)  # before the store read, as in check()
+        now = time.monotonic()
+        known = self._clean_clients.get(client)
+        if known is not None and known[0] > now and known[1] == mark:
+            return True
+        dirty = self._dirty_clients.get(client)
+        if dirty is not None and dirty[0] > now and dirty[1] == mark:
+            return False
+        clean = self.store.client_is_clean(client)
+        records = self._clean_clients if clean else self._dirty_clients
+        if len(records) >= CLEAN_MAX:
+            records.clear()
+        records[client] = (now + CLEAN_MARKED_SECONDS, mark)
+        return clean
+
     def reserve(self, client: str, user: str) -> Reservation:
         """Take a place for (client, user)'s check *before* its password is checked.
 
@@ -413,7 +460,9 @@ class Lockout:
         while True:
             try:
                 generation = self._unlocks(time.monotonic())
-                status, counts = self.store.reserve(limits, self.policy.window)
+                status, counts = self.store.reserve(
+                    limits, self.policy.window, lambda: self._client_clean(client)
+                )
             except StoreUnavailable as exc:
                 self._fault(exc)
                 return Reservation(client, user, OPEN, counted=False)
@@ -450,12 +499,16 @@ class Lockout:
         failed = outcome == "failed"
         if failed:
             self._clean.clear()  # this process's clean records may be stale now
+            self._clean_clients.clear()
         try:
             self.store.settle(
                 [client, pair],
                 failed=failed,
-                clear=[pair] if outcome == "granted" else [],
+                # the pair's failures its reservation saw (a right password writes nothing
+                # when there were none)
+                clear=[pair] if outcome == "granted" and reservation.decision.pair_failures else [],
                 window=self.policy.window,
+                client=reservation.client,
             )
         except StoreUnavailable as exc:
             self._fault(exc)
@@ -572,10 +625,15 @@ class _BrokenStore:
     def get(self, keys: object) -> dict[str, Count]:
         raise self._fail()
 
-    def reserve(self, limits: object, window: int) -> tuple[str, dict[str, Count]]:
+    def client_is_clean(self, client: str) -> bool:
         raise self._fail()
 
-    def settle(self, keys: object, *, failed: bool, clear: object, window: int) -> None:
+    def reserve(self, limits: object, window: int, clean: object = None) -> tuple[str, dict[str, Count]]:
+        raise self._fail()
+
+    def settle(
+        self, keys: object, *, failed: bool, clear: object, window: int, client: object = None
+    ) -> None:
         raise self._fail()
 
     def give_back(self, decrement: object, delete: object) -> None:

@@ -15,7 +15,9 @@ Two stores, one interface (:class:`LockoutStore`):
   clocks need not agree; Redis 6 or later.
 
 Beside the SQLite database, :class:`FailureMarks` (``<database>.marks``, 32 KB, mapped into
-every process) lets a request of a good user skip the store read: see its docstring.
+every process) lets a request of a good user skip the store read: see its docstring; and
+:class:`InFlight` (``<database>.inflight``, 192 KB, mapped too) holds the checks in flight,
+so that a check whose password is right writes nothing to the database.
 
 Counting is *reserve, then settle*: :meth:`LockoutStore.reserve` takes a place for a check
 under a client key and a pair key in one atomic step *before* the password is checked, and
@@ -42,19 +44,20 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import mmap
+import hashlib
 import os
 import re
 import sqlite3
-import stat
+import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from authn.errors import StoreUnavailable
+from authn.mapped import map_private_file
 
 #: how long SQLite waits on a lock before the store counts as down. Our own writers queue on
 #: the lock file instead, so only something outside (a stuck disk, a process holding the
@@ -87,17 +90,39 @@ class LockoutStore(Protocol):
         """The live counters among ``keys`` (absent or expired keys are left out)."""
         ...
 
-    def reserve(self, limits: Sequence[tuple[str, int]], window: int) -> tuple[str, dict[str, Count]]:
+    def client_is_clean(self, client: str) -> bool:
+        """True when no live failure is counted under ``client`` (a counted address) nor
+        under any (``client``, login) pair: one read that clears every login of a clean
+        address at once. A store that cannot tell cheaply answers False (then each pair is
+        read)."""
+        ...
+
+    def reserve(
+        self, limits: Sequence[tuple[str, int]], window: int, clean: Callable[[], bool] | None = None
+    ) -> tuple[str, dict[str, Count]]:
         """Atomically, for a check about to run: ``"locked"`` when a key's live failures
         reached its limit; ``"crowded"`` when its failures plus the checks now in flight
         (pending) reached it; else one more pending check under every key and ``"counted"``.
-        Returns the status and the live failure counters."""
+        Returns the status and the live failure counters. ``clean`` (asked by a store with
+        failure marks, once it noted where the keys' places stand): True when the caller
+        knows that no failure is counted under the keys' client, whose failure mark is
+        unchanged since a read found none; the failures are not read then."""
         ...
 
-    def settle(self, keys: Sequence[str], *, failed: bool, clear: Sequence[str], window: int) -> None:
+    def settle(
+        self,
+        keys: Sequence[str],
+        *,
+        failed: bool,
+        clear: Sequence[str],
+        window: int,
+        client: str | None = None,
+    ) -> None:
         """The end of a check reserved under ``keys``: one pending check less under each;
         ``failed``: one failure more under each (a key with no live failures starts a window
-        of ``window`` seconds); the failures of the keys in ``clear`` are forgotten."""
+        of ``window`` seconds); the failures of the keys in ``clear`` are forgotten.
+        ``client``: the counted address whose failure mark a failure changes (a store with
+        failure marks does it after storing the failure, before freeing its places)."""
         ...
 
     def give_back(self, decrement: Sequence[str], delete: Sequence[str]) -> None:
@@ -124,6 +149,8 @@ class LockoutStore(Protocol):
 
 #: how long a check in flight holds its place (a process that died mid-check frees it then)
 PENDING_SECONDS = 30.0
+#: reads of the failures a reservation makes while failures of its keys keep settling
+RESERVE_ATTEMPTS = 20
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS counters ("
     " key TEXT PRIMARY KEY, failures INTEGER NOT NULL, expires REAL NOT NULL,"
@@ -232,23 +259,14 @@ class FailureMarks:
     UNLOCKS_AT = SLOTS * SIZE
 
     def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            st = os.fstat(fd)
-            if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode) or st.st_mode & 0o022:
-                raise OSError(f"{path} is not a private file of this user")
-            length = self.UNLOCKS_AT + self.SIZE
-            if st.st_size < length:
-                os.ftruncate(fd, length)
-            self._map = mmap.mmap(fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        finally:
-            os.close(fd)
+        self._map, fd = map_private_file(path, self.UNLOCKS_AT + self.SIZE)
+        os.close(fd)
 
     def _offset(self, client: str) -> int:
         return (zlib.crc32(client.encode("utf-8", "surrogateescape")) % self.SLOTS) * self.SIZE
 
     def read(self, client: str) -> bytes:
-        at = self._offset(client)
+        at = (zlib.crc32(client.encode("utf-8", "surrogateescape")) % self.SLOTS) * self.SIZE
         return self._map[at : at + self.SIZE]
 
     def bump(self, client: str) -> None:
@@ -261,6 +279,143 @@ class FailureMarks:
 
     def bump_unlocks(self) -> None:
         self._map[self.UNLOCKS_AT : self.UNLOCKS_AT + self.SIZE] = os.urandom(self.SIZE)
+
+
+class InFlight:
+    """The checks in flight (*pending* places) of every process of the machine, in shared
+    memory beside the SQLite database (``<database>.inflight``).
+
+    A place taken before a check and freed after it costs two short table updates, where
+    two SQLite write transactions (queued behind every other writer of the machine) cost
+    about half a millisecond of CPU each: the database is written only for what must last,
+    a failure, or clearing a pair that had failures.
+
+    :data:`BUCKETS` buckets of :data:`WAYS` slots of (key tag, places, settled failures,
+    until); a key lives in the bucket its tag names. A key's places all expire
+    :data:`PENDING_SECONDS` after its last reservation (a process that died mid-check), as
+    in the database. Every change happens under the table's lock, held for a few
+    microseconds (no I/O inside): a ``lockf`` on the file's first byte (between processes)
+    and a thread lock (between the threads of a process, which share ``lockf``'s locks). A
+    failure freeing its place adds one to the key's *settled* count: a reservation that
+    read the failures before taking the lock sees it changed (its stamp) and reads again
+    (:meth:`SqliteStore.reserve`). A bucket whose slots all hold places answers "no place"
+    (the check waits, as when crowded): a flood cannot make a place disappear.
+    """
+
+    BUCKETS = 2048
+    WAYS = 8
+    _BUCKET = struct.Struct(f"<{WAYS}Q{WAYS}I{WAYS}I{WAYS}d")  # tags, places, settled, until
+
+    def __init__(self, path: str) -> None:
+        self._map, self._fd = map_private_file(path, self.BUCKETS * self._BUCKET.size)  # fd: for lockf
+        self._path = path
+        self._threads = threading.Lock()
+        self._tags: dict[str, int] = {}
+
+    def lock(self) -> None:
+        """Take the table's lock, by :data:`SQLITE_BUSY_SECONDS` (our holders keep it for
+        microseconds: waiting longer means something outside authn holds it) or raise
+        StoreUnavailable. :meth:`unlock` gives it back."""
+        deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+        if not self._threads.acquire(timeout=SQLITE_BUSY_SECONDS):
+            raise StoreUnavailable(f"lockout store {self._path}: busy for {SQLITE_BUSY_SECONDS:.0f} s")
+        tries = 0
+        while True:
+            try:
+                fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+                return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    self._threads.release()
+                    raise StoreUnavailable(
+                        f"lockout store {self._path}: held by another process for {SQLITE_BUSY_SECONDS:.0f} s"
+                    ) from None
+                # the holder is usually a process waiting for a CPU: give it ours first
+                tries += 1
+                time.sleep(0 if tries < 8 else min(0.00005 * 2 ** (tries - 8), 0.001))
+
+    def unlock(self) -> None:
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
+        finally:
+            self._threads.release()
+
+    def tags(self, keys: Sequence[str]) -> list[int]:
+        """The 64-bit tags the keys are found by in the table (never 0: a slot never used)."""
+        known = self._tags
+        found = []
+        for key in keys:
+            tag = known.get(key)
+            if tag is None:
+                digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+                tag = int.from_bytes(digest, "big") or 1
+                if len(known) >= 4096:
+                    known.clear()
+                known[key] = tag
+            found.append(tag)
+        return found
+
+    def look(self, tags: Sequence[int], now: float) -> list[tuple[int, int, list[Any]]]:
+        """For each key: (its way in its bucket, its live places, the bucket's fields); for
+        a key not in the table, the first way without live places (places 0), or way -1
+        when every way of the bucket holds places. Without the lock: a stamp to compare
+        (:meth:`stamp`); under it, what :meth:`take` and :meth:`give` change."""
+        ways, unpack, size, view = self.WAYS, self._BUCKET.unpack_from, self._BUCKET.size, self._map
+        out: list[tuple[int, int, list[Any]]] = []
+        for i, tag in enumerate(tags):
+            bucket = tag % self.BUCKETS
+            # two keys of one bucket share its fields, and a new one never takes the other's way
+            shared = [
+                (way, f)
+                for other, (way, _, f) in zip(tags[:i], out, strict=False)
+                if other % self.BUCKETS == bucket
+            ]
+            fields = shared[0][1] if shared else list(unpack(view, bucket * size))
+            if tag in fields[:ways]:
+                way = fields.index(tag)
+                out.append((way, fields[ways + way] if fields[3 * ways + way] > now else 0, fields))
+                continue
+            taken = {way for way, _ in shared}
+            for way in range(ways):
+                if way not in taken and (not fields[ways + way] or fields[3 * ways + way] <= now):
+                    out.append((way, 0, fields))
+                    break
+            else:
+                out.append((-1, 0, fields))
+        return out
+
+    def stamp(self, looked: Sequence[tuple[int, int, list[Any]]]) -> list[tuple[int, int]]:
+        """Where each key is and how many failures it settled (see the class docstring)."""
+        ways = self.WAYS
+        return [(way, fields[2 * ways + way] if way >= 0 else 0) for way, _, fields in looked]
+
+    def take(self, tags: Sequence[int], looked: Sequence[tuple[int, int, list[Any]]], now: float) -> bool:
+        """One more place under every key (``looked`` under this lock), or none and False
+        when a bucket is full (the caller holds the lock)."""
+        if any(way < 0 for way, _, _ in looked):
+            return False
+        ways = self.WAYS
+        for tag, (way, live, fields) in zip(tags, looked, strict=True):
+            if fields[way] != tag:  # a new key in this way: its own settled count from 0
+                fields[way], fields[2 * ways + way] = tag, 0
+            fields[ways + way], fields[3 * ways + way] = live + 1, now + PENDING_SECONDS
+            self._BUCKET.pack_into(self._map, (tag % self.BUCKETS) * self._BUCKET.size, *fields)
+        return True
+
+    def give(self, tags: Sequence[int], *, failed: bool) -> None:
+        """One place less under every key that holds one; ``failed``: the check's failure is
+        stored already, and the keys' settled counts go up (takes the lock)."""
+        ways = self.WAYS
+        self.lock()
+        try:
+            now = time.time()
+            for tag, (way, live, fields) in zip(tags, self.look(tags, now), strict=True):
+                if way >= 0 and live > 0 and fields[way] == tag:
+                    fields[ways + way] = live - 1
+                    fields[2 * ways + way] = (fields[2 * ways + way] + failed) & 0xFFFFFFFF
+                    self._BUCKET.pack_into(self._map, (tag % self.BUCKETS) * self._BUCKET.size, *fields)
+        finally:
+            self.unlock()
 
 
 def default_folder() -> str:
@@ -338,6 +493,8 @@ class SqliteStore:
         self._next_purge = 0.0
         self._marks: FailureMarks | None = None
         self._marks_tried = False
+        self._in_flight: InFlight | None = None
+        self._in_flight_tried = False
         self._queue_fd = -1  # the lock file our writers queue on (see _writing)
         self._queue_pid = 0
 
@@ -350,6 +507,18 @@ class SqliteStore:
                 self._connection()  # makes and vets the folder
                 self._marks = FailureMarks(self.path + ".marks")
         return self._marks
+
+    def in_flight(self) -> InFlight | None:
+        """The :class:`InFlight` table beside the database, made on first use; None when
+        the file cannot be used (then the places are counted in the database, as before)."""
+        if not self._in_flight_tried:
+            with self._use:  # threads racing here must all see the table, or all not
+                if not self._in_flight_tried:
+                    with contextlib.suppress(OSError, ValueError, StoreUnavailable):
+                        self._connection()  # makes and vets the folder
+                        self._in_flight = InFlight(self.path + ".inflight")
+                    self._in_flight_tried = True
+        return self._in_flight
 
     def _connection(self) -> sqlite3.Connection:
         """The process's connection; the caller holds ``self._use``."""
@@ -416,6 +585,17 @@ class SqliteStore:
             ).fetchall()
         return {key: Count(failures, expires) for key, failures, expires in rows}
 
+    def client_is_clean(self, client: str) -> bool:
+        # the primary key's order: "u <client> <login>" keys sit between "u <client> " and
+        # "u <client>!" (space is 0x20, "!" 0x21), so both reads are index ranges
+        with self._connected("while reading counters") as conn:
+            row = conn.execute(
+                "SELECT 1 FROM counters WHERE (key = ?1 OR (key >= ?2 AND key < ?3)) "
+                "AND expires > ?4 AND failures > 0 LIMIT 1",
+                (f"c {client}", f"u {client} ", f"u {client}!", time.time()),
+            ).fetchone()
+        return row is None
+
     def _queue_file(self) -> int:
         """This process's descriptor of the lock file (reopened after a fork: a ``flock``
         belongs to an open file, which a forked child would share with its parent)."""
@@ -465,7 +645,40 @@ class SqliteStore:
                 (count - MAX_COUNTERS * 9 // 10,),
             )
 
-    def reserve(self, limits: Sequence[tuple[str, int]], window: int) -> tuple[str, dict[str, Count]]:
+    def reserve(
+        self, limits: Sequence[tuple[str, int]], window: int, clean: Callable[[], bool] | None = None
+    ) -> tuple[str, dict[str, Count]]:
+        table = self.in_flight()
+        if table is None:
+            return self._reserve_in_database(limits)
+        keys = [key for key, _ in limits]
+        tags = table.tags(keys)
+        for _ in range(RESERVE_ATTEMPTS):
+            # The failures are read outside the table's lock (kept for microseconds); a
+            # failure settled meanwhile changed its keys' stamps (slot, settled count), and
+            # the read is redone: failures + places never count a check short.
+            stamp = table.stamp(table.look(tags, time.time()))
+            # after the stamps: a failure freed its place after changing its client's mark
+            live: dict[str, Count] = {} if clean is not None and clean() else self.get(keys)
+            table.lock()
+            try:
+                now = time.time()
+                looked = table.look(tags, now)
+                if table.stamp(looked) != stamp:
+                    continue
+                if any(live[key].failures >= limit for key, limit in limits if key in live):
+                    return "locked", live
+                for (key, limit), (_, held, _) in zip(limits, looked, strict=True):
+                    if (live[key].failures if key in live else 0) + held >= limit:
+                        return "crowded", live
+                if not table.take(tags, looked, now):
+                    return "crowded", live
+            finally:
+                table.unlock()
+            return "counted", live
+        return "crowded", live  # failures settling without pause: wait for them like a crowd
+
+    def _reserve_in_database(self, limits: Sequence[tuple[str, int]]) -> tuple[str, dict[str, Count]]:
         now = time.time()
         keys = [key for key, _ in limits]
         marks = ",".join("?" * len(keys))
@@ -485,7 +698,35 @@ class SqliteStore:
                 conn.execute(_PENDING_UP, (key, now, PENDING_SECONDS))
         return "counted", live
 
-    def settle(self, keys: Sequence[str], *, failed: bool, clear: Sequence[str], window: int) -> None:
+    def settle(
+        self,
+        keys: Sequence[str],
+        *,
+        failed: bool,
+        clear: Sequence[str],
+        window: int,
+        client: str | None = None,
+    ) -> None:
+        table = self.in_flight()
+        if table is None:
+            self._settle_in_database(keys, failed=failed, clear=clear, window=window)
+            return
+        try:
+            # a failure is stored, then its client's mark changed, then its places freed
+            # (see reserve); a right password writes only to clear a pair that has failures
+            if failed or (clear and self.get(clear)):
+                self._settle_in_database(keys if failed else [], failed=failed, clear=clear, window=window)
+                marks = self.failure_marks()
+                if failed and client is not None and marks is not None:
+                    marks.bump(client)
+        except StoreUnavailable:
+            table.give(table.tags(keys), failed=False)
+            raise
+        table.give(table.tags(keys), failed=failed)
+
+    def _settle_in_database(
+        self, keys: Sequence[str], *, failed: bool, clear: Sequence[str], window: int
+    ) -> None:
         now = time.time()
         with self._writing("while settling a check") as conn:
             for key in keys:
@@ -495,11 +736,12 @@ class SqliteStore:
                     conn.execute("UPDATE counters SET pending = max(0, pending - 1) WHERE key = ?", (key,))
             for key in clear:
                 conn.execute("UPDATE counters SET failures = 0, expires = 0 WHERE key = ?", (key,))
-            marks = ",".join("?" * len(keys))
+            done = [*keys, *clear]
+            marks = ",".join("?" * len(done))
             conn.execute(
                 f"DELETE FROM counters WHERE key IN ({marks}) AND (expires <= ? OR failures <= 0) "  # noqa: S608
                 "AND (pending <= 0 OR pending_until <= ?)",
-                (*keys, now, now),
+                (*done, now, now),
             )
 
     def give_back(self, decrement: Sequence[str], delete: Sequence[str]) -> None:
@@ -636,6 +878,9 @@ class RedisStore:
             "answers at authn.lockout.redis"
         )
 
+    def client_is_clean(self, client: str) -> bool:
+        return False  # a key scan: read the pair instead (Redis has no failure marks)
+
     def get(self, keys: Sequence[str]) -> dict[str, Count]:
         pipe = self._client.pipeline(transaction=False)
         for key in keys:
@@ -656,7 +901,9 @@ class RedisStore:
                 counts[key] = Count(int(value), now + int(ttl) / 1000)
         return counts
 
-    def reserve(self, limits: Sequence[tuple[str, int]], window: int) -> tuple[str, dict[str, Count]]:
+    def reserve(
+        self, limits: Sequence[tuple[str, int]], window: int, clean: Callable[[], bool] | None = None
+    ) -> tuple[str, dict[str, Count]]:
         names = [key for key, _ in limits]
         keys = [REDIS_PREFIX + key for key in names] + [f"{REDIS_PREFIX}pending:{key}" for key in names]
         try:
@@ -667,7 +914,15 @@ class RedisStore:
         counts = self._counts(names, [v if int(v) > 0 else None for v in values], ttls)
         return ("locked", "crowded", "counted")[status], counts
 
-    def settle(self, keys: Sequence[str], *, failed: bool, clear: Sequence[str], window: int) -> None:
+    def settle(
+        self,
+        keys: Sequence[str],
+        *,
+        failed: bool,
+        clear: Sequence[str],
+        window: int,
+        client: str | None = None,
+    ) -> None:
         names = list(keys)
         redis_keys = [REDIS_PREFIX + key for key in names] + [f"{REDIS_PREFIX}pending:{key}" for key in names]
         flags = ["1" if key in clear else "0" for key in names]

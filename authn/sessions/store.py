@@ -30,10 +30,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import mmap
 import os
 import sqlite3
-import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +40,7 @@ from typing import Any, Protocol
 
 from authn.errors import StoreUnavailable
 from authn.lockout.stores import open_database, queued_transaction
+from authn.mapped import map_private_file
 
 PURGE_EVERY_SECONDS = 30.0
 MAX_SESSIONS = 500_000  #: sessions kept at most; past it the oldest-seen go first
@@ -100,16 +99,8 @@ class _Epoch:
     """8 bytes in a file mapped by every process; fresh random bytes at every logout."""
 
     def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            st = os.fstat(fd)
-            if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode) or st.st_mode & 0o022:
-                raise OSError(f"{path} is not a private file of this user")
-            if st.st_size < 8:
-                os.ftruncate(fd, 8)
-            self._map = mmap.mmap(fd, 8, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        finally:
-            os.close(fd)
+        self._map, fd = map_private_file(path, 8)
+        os.close(fd)
 
     def read(self) -> bytes:
         return self._map[0:8]

@@ -227,7 +227,14 @@ def test_sqlite_good_user_costs_no_store_read_while_others_guess(
         reads.append(keys)
         return real_get(keys)
 
+    real_clean = store.client_is_clean
+
+    def counting_clean(client: str) -> bool:
+        reads.append(client)
+        return real_clean(client)
+
     monkeypatch.setattr(store, "get", counting_get)
+    monkeypatch.setattr(store, "client_is_clean", counting_clean)
     assert not here.check("192.0.2.9", "alice").locked
     assert len(reads) == 1
     for i in range(50):
@@ -242,7 +249,39 @@ def test_sqlite_good_user_costs_no_store_read_while_others_guess(
     # The same address failing for anyone changes the mark: the next check reads again.
     _fail(other, "192.0.2.9", "mallory")
     assert not here.check("192.0.2.9", "alice").locked
-    assert len(reads) == 2
+    assert reads[1:] == ["192.0.2.9", ["c 192.0.2.9", "u 192.0.2.9 alice"]]  # not clean: the pair
+
+
+def test_sqlite_clean_address_is_read_once_for_all_its_logins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An address with no failure at all is trusted for every login after one read (a NAT
+    or a proxy bringing many good users); a failure under any of its logins ends that, and
+    its pairs are read one by one again: a locked pair stays locked."""
+    store = SqliteStore(str(tmp_path / "counters"))
+    here = Lockout(Policy(threshold=3, client_threshold=100, window=60), store)
+    other = Lockout(
+        Policy(threshold=3, client_threshold=100, window=60), SqliteStore(str(tmp_path / "counters"))
+    )
+    reads: list[object] = []
+    real_get, real_clean = store.get, store.client_is_clean
+    monkeypatch.setattr(store, "get", lambda keys: reads.append(keys) or real_get(keys))
+    monkeypatch.setattr(store, "client_is_clean", lambda client: reads.append(client) or real_clean(client))
+    for i in range(50):
+        assert not here.check("192.0.2.9", f"user{i}").locked
+    assert reads == ["192.0.2.9"]
+    for _ in range(3):
+        _fail(other, "192.0.2.9", "mallory")
+    assert here.check("192.0.2.9", "mallory").locked
+    assert not here.check("192.0.2.9", "user1").locked
+    assert here.check("192.0.2.9", "mallory").locked  # still: the address is not clean
+    # a prefix of the address is another address: 192.0.2.90's failures do not dirty 192.0.2.9
+    other_store = SqliteStore(str(tmp_path / "counters2"))
+    near = Lockout(Policy(threshold=3, client_threshold=100, window=60), other_store)
+    for _ in range(3):
+        _fail(near, "192.0.2.90", "bob")
+    assert other_store.client_is_clean("192.0.2.9")
+    assert not other_store.client_is_clean("192.0.2.90")
 
 
 def test_failure_marks_file_is_private(tmp_path: Path) -> None:
@@ -373,20 +412,29 @@ def test_a_locked_address_costs_no_store_transaction_per_new_user_name(
 def test_a_lock_file_held_outside_authn_fails_open_after_the_busy_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Something outside authn holding the writers' lock file (a script of the Apache user,
-    an admin's tool) makes the store count as down after SQLITE_BUSY_SECONDS: the request
-    fails open (logged) instead of hanging behind it."""
+    """Something outside authn holding one of the store's locks (a script of the Apache
+    user, an admin's tool) makes the store count as down after SQLITE_BUSY_SECONDS: the
+    request fails open (logged) instead of hanging behind it. The table of checks in flight
+    (taken before each check) and the writers' lock file (taken to store a failure)."""
     import fcntl
+    import subprocess
+    import sys
 
     from authn.lockout import stores as lockoutstore
 
     monkeypatch.setattr(lockoutstore, "SQLITE_BUSY_SECONDS", 0.3)
     store = SqliteStore(str(tmp_path / "counters"))
     guard = Lockout(Policy(threshold=3, window=60), store)
-    _fail(guard, "192.0.2.1", "alice")  # the database and its lock file exist
-    holder = os.open(store.path + ".lock", os.O_RDWR)
-    fcntl.flock(holder, fcntl.LOCK_EX)
+    _fail(guard, "192.0.2.1", "alice")  # the database, its lock file and its table exist
+    # lockf locks belong to a process: another one holds the table's
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"fd = os.open({store.path + '.inflight'!r}, os.O_RDWR)\n"
+         "fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)\nprint('held', flush=True)\ntime.sleep(30)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         started = time.monotonic()
         with caplog.at_level(logging.ERROR, logger="authn"):
             reservation = guard.reserve("192.0.2.1", "alice")
@@ -394,7 +442,24 @@ def test_a_lock_file_held_outside_authn_fails_open_after_the_busy_time(
         assert time.monotonic() - started < 2
         assert any("held by another process" in r.getMessage() for r in caplog.records)
     finally:
-        os.close(holder)
+        holder.kill()
+        holder.communicate()
+    monkeypatch.setattr(guard, "_retry_at", 0.0)  # (the store is left alone a while after a fault)
+    caplog.clear()
+    reservation = guard.reserve("192.0.2.1", "alice")
+    assert reservation.counted
+    lock = os.open(store.path + ".lock", os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        started = time.monotonic()
+        with caplog.at_level(logging.ERROR, logger="authn"):
+            guard.settle(reservation, "failed")
+        assert time.monotonic() - started < 2
+        assert any("held by another process" in r.getMessage() for r in caplog.records)
+    finally:
+        os.close(lock)
+    table = store.in_flight()
+    assert table is not None and table.look(table.tags(["c 192.0.2.1"]), time.time())[0][1] == 0
 
 
 def test_ipv6_clients_count_by_their_slash_64(make_store: StoreFactory) -> None:
@@ -406,3 +471,27 @@ def test_ipv6_clients_count_by_their_slash_64(make_store: StoreFactory) -> None:
     assert not guard.check("2001:db8:1:3::10", "alice").locked  # another /64
     assert lockout.counted_address("::ffff:192.0.2.7") == "192.0.2.7"
     assert lockout.counted_address("192.0.2.7") == "192.0.2.7"
+
+
+def test_in_flight_table_keys_of_one_bucket_and_a_full_bucket(tmp_path: Path) -> None:
+    """Two keys of one bucket keep their own places; a bucket whose ways all hold places
+    gives no place (the check waits as when crowded), and a place that expired is reused."""
+    from authn.lockout.stores import PENDING_SECONDS, InFlight
+
+    table = InFlight(str(tmp_path / "inflight"))
+    same = [table.BUCKETS * n + 7 for n in range(1, table.WAYS + 2)]
+    now = time.time()
+    table.lock()
+    try:
+        for tag in same[: table.WAYS]:
+            assert table.take([tag], table.look([tag], now), now)
+        assert not table.take([same[-1]], table.look([same[-1]], now), now)  # full
+        later = now + PENDING_SECONDS + 1
+        assert table.take([same[-1]], table.look([same[-1]], later), later)  # an expired way reused
+    finally:
+        table.unlock()
+    assert [live for _, live, _ in table.look(same[1 : table.WAYS], now)] == [1] * (table.WAYS - 1)
+    table.give(same[1:3], failed=True)
+    looked = table.look(same[1:3], now)
+    assert [live for _, live, _ in looked] == [0, 0]
+    assert [settled for _, settled in table.stamp(looked)] == [1, 1]
