@@ -45,8 +45,8 @@ generation
     A value that changes whenever a source's data changes (for the password file: its device,
     inode, size, modification and change time). Caches drop entries whose generation is stale.
 cache
-    The verified-credential cache (:mod:`authn.cache.verdicts`): granted verdicts under an HMAC of
-    (chain, user, password), a small per-process layer in front of the machine-wide
+    The verified-credential cache (:mod:`authn.cache.verdicts`): granted verdicts under a keyed
+    BLAKE2b of (chain, user, password), a small per-process layer in front of the machine-wide
     *shared store* (:mod:`authn.cache.shared`, one file read with ``pread`` by every child).
 account
     What the lockout counts a check under: the login for a password file; for a directory,

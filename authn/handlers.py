@@ -51,6 +51,7 @@ HTTP_SEE_OTHER = 303
 _VERDICT_ATTR = "authn_verdict"
 _GROUPS_ATTR = "authn_groups_checked"  # the group rule ran for this request
 HTTP_TOO_MANY_REQUESTS = 429
+_OK = int(apache.OK)
 DENIALS = {reason: f"denials_{reason.name.lower()}" for reason in Reason}
 
 
@@ -107,17 +108,32 @@ def _log_denial(req: Any, user: str, source: str, reason: Reason, detail: str = 
     )
 
 
+# The location of a request, by its option pairs exactly as Apache hands them over (same
+# block, same order) and the switch asked: its Gate, or DECLINED (not our location). One tuple
+# and one dict lookup per request; bad options are not remembered (each request logs them).
+_located: dict[tuple[str, tuple[tuple[str, str], ...]], Gate | int] = {}
+_LOCATED_MAX = 1024
+
+
 def _gate_or_status(req: Any, switch: str) -> Gate | int:
     """The location's Gate, or the status to answer: DECLINED where the ``switch`` option is
     not set (not our location), 500 with a log line for a bad option."""
     options = req.get_options()
+    key = (switch, tuple(options.items()))
+    found = _located.get(key)
+    if found is not None:
+        return found
     if switch not in options:
-        return int(apache.DECLINED)
-    try:
-        return gate_for(authenticator_for(options))
-    except ConfigError as exc:
-        req.log_error(f"authn: configuration error: {exc}", apache.APLOG_ERR)
-        return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+        found = int(apache.DECLINED)
+    else:
+        try:
+            found = gate_for(authenticator_for(options))
+        except ConfigError as exc:
+            req.log_error(f"authn: configuration error: {exc}", apache.APLOG_ERR)
+            return int(apache.HTTP_INTERNAL_SERVER_ERROR)
+    if len(_located) < _LOCATED_MAX:
+        _located[key] = found
+    return found
 
 
 def _export(req: Any, verdict: Verdict, remote_user_attr: str | None) -> None:
@@ -143,8 +159,10 @@ def _answer(req: Any, gate: Gate, answer: Answer) -> int:
         case Granted(verdict):
             metrics.add("answers_granted")
             setattr(req, _VERDICT_ATTR, verdict)
-            _export(req, verdict, gate.authenticator.settings.ldap.remote_user_attribute)
-            return int(apache.OK)
+            remote_user_attribute = gate.authenticator.settings.ldap.remote_user_attribute
+            if verdict.attrs or remote_user_attribute:
+                _export(req, verdict, remote_user_attribute)
+            return _OK
         case Refused(user, source, reason, detail):
             metrics.add("answers_refused")
             _log_denial(req, user, source, reason, detail)

@@ -25,6 +25,7 @@ import mmap
 import os
 import stat
 import threading
+from collections.abc import Callable
 
 from authn.verdict import Reason
 
@@ -162,15 +163,22 @@ def _default_path() -> str | None:
 COUNTERS = Counters(None)
 
 
+def _add(name: str, amount: int = 1) -> None:
+    COUNTERS.add(name, amount)
+
+
+#: ``add(name, amount=1)``: count under ``name`` (:meth:`Counters.add` of this process's
+#: counters; the bound method itself once :func:`enable` made them machine-wide: one Python
+#: call per count on the request path, not two)
+add: Callable[..., None] = _add
+
+
 def enable() -> None:
     """Count machine-wide from now on (called by the mod_python adapter, in Apache only)."""
-    global COUNTERS
+    global COUNTERS, add
     if COUNTERS.path is None:
         COUNTERS = Counters(_default_path())
-
-
-def add(name: str, amount: int = 1) -> None:
-    COUNTERS.add(name, amount)
+        add = COUNTERS.add
 
 
 os.register_at_fork(after_in_child=lambda: COUNTERS.forget())

@@ -6,7 +6,7 @@ served from the page cache), a store one ``pread`` and one ``pwrite`` under the 
 is not mapped: a mapping would count its pages (kernel fault-around maps 64 KB at a time, so
 soon the whole file) in the resident memory of each of 20 or more children, though the page
 cache holds them once for the machine. The store knows nothing of users or verdicts: it maps a
-32-byte key (an HMAC the caller computed) to ``(expires, generation, payload)``.
+32-byte key (a MAC the caller computed) to ``(expires, generation, payload)``.
 
 The folder (``authn.cache.dir``) holds two files, both owned by the Apache run user:
 

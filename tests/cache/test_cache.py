@@ -254,13 +254,13 @@ def test_authenticator_for_serves_the_same_object_and_rejects_bad_options(
             authenticator_for(bad)
 
 
-def test_entry_key_is_hmac_sha256_of_the_chain_user_and_password(tmp_path: Path, pwfile: Path) -> None:
-    import hmac
+def test_entry_key_is_keyed_blake2b_of_the_chain_user_and_password(tmp_path: Path, pwfile: Path) -> None:
+    import hashlib
 
     source = CountingSource(str(pwfile))
     cache = make_cache(tmp_path, source)
     assert cache.store is not None
     name = "bé".encode()
     msg = len(b"test chain").to_bytes(4, "big") + b"test chain" + len(name).to_bytes(4, "big")
-    expected = hmac.digest(cache.store.secret, msg + name + b"pw", "sha256")
+    expected = hashlib.blake2b(msg + name + b"pw", key=cache.store.secret, digest_size=32).digest()
     assert cache._key("bé", b"pw") == expected
