@@ -1,116 +1,156 @@
-"""Benchmark (not a test): valid users' throughput with and without a flood of wrong passwords.
+"""The flood figure: valid users' throughput while one address guesses at a fixed rate.
 
-    .venv/bin/python -m bench.flood [seconds] [scheme]
+An attacker who may use all the CPU Apache needs measures the machine, not authn; so the
+attacker here sends a fixed number of guesses a second (:data:`ATTACK_RATE`, wrong passwords
+for the 1,000 users in turn, from one address) while the valid users (the 1,000 users, right
+passwords, cache on, from another address) go as fast as they can. Reported: the valid users'
+requests per second alone and under the attack (the target: >= 80% of alone, and only 200s),
+the attack rate reached, and what the attacker got (401 while its failures count, then 429
+from the lockout, which answers from memory).
 
-Starts a real Apache (prefork) with mod_remoteip trusting 127.0.0.1, so that two wrk runs on
-loopback stand for two client addresses (X-Client-IP). Prints requests per second of the
-valid users, and the status codes each side got, for lockout on and off.
+A real Apache (the benchmark's MPM settings) with mod_remoteip trusting 127.0.0.1: two wrk
+runs on loopback stand for two client addresses (``X-Client-IP``). Used by ``python -m bench``
+(:func:`measure`); alone: ``python -m bench.flood [prefork|event] [seconds] [rate]``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from authn import hashes
-from devkit.apache import Apache, make_readable
-from devkit.site import basic, site_body
-
-REMOTEIP = (
-    "RemoteIPHeader X-Client-IP\nRemoteIPInternalProxy 127.0.0.1\n"
-    "StartServers 8\nMinSpareServers 8\nMaxSpareServers 16"
-)
-
-
-def wrk(url: str, seconds: int, headers: dict[str, str]) -> subprocess.Popen[str]:
-    args = ["wrk", "-t1", "-c4", f"-d{seconds}s", "--latency"]
-    for k, v in headers.items():
-        args += ["-H", f"{k}: {v}"]
-    return subprocess.Popen([*args, url], stdout=subprocess.PIPE, text=True)
+HERE = Path(__file__).resolve().parent
+ATTACK_RATE = 2000  #: guesses per second from the attacking address
+ATTACK_CONNECTIONS = 4  #: each holds a prefork child (wrk waits its pause on an open connection)
+ANSWER_MS = 0.25  #: about what a 429 takes: each connection's pause is shorter by that
+VALID_ADDRESS = "192.0.2.10"
+ATTACK_ADDRESS = "192.0.2.66"
+REMOTEIP = "RemoteIPHeader X-Client-IP\nRemoteIPInternalProxy 127.0.0.1\n"
 
 
-def rps(output: str) -> float:
-    found = re.search(r"Requests/sec:\s+([\d.]+)", output)
+@dataclass
+class Flood:
+    mpm: str
+    alone_rps: float
+    attacked_rps: float
+    valid_bad: int  #: non-2xx answers the valid users got (alone + attacked): must be 0
+    attack_rps: float
+    attack_statuses: dict[str, int]
+
+    @property
+    def kept(self) -> float:
+        return self.attacked_rps / self.alone_rps if self.alone_rps else 0.0
+
+
+def _wrk(url: str, seconds: int, connections: int, address: str, script: list[str]) -> subprocess.Popen[str]:
+    threads = min(2, connections)
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+           "-H", f"X-Client-IP: {address}", "-s", script[0], url, "--", *script[1:]]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def _number(pattern: str, text: str) -> float:
+    found = re.search(pattern, text)
     return float(found.group(1)) if found else 0.0
 
 
-def non2xx(output: str) -> int:
-    found = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return int(found.group(1)) if found else 0
+def measure(root: Path, mpm: str, server_conf: str, users: Path, tokens: Path, seconds: int) -> Flood:
+    """Start the Apache, run the valid users alone, then with the attack; stop it."""
+    from devkit.apache import Apache
+    from devkit.site import site_body
+
+    wrong = root / f"flood-wrong-tokens-{mpm}"
+    if not wrong.exists():
+        import base64
+
+        lines = tokens.read_text().split()
+        names = [base64.b64decode(line).decode().split(":")[0] for line in lines if line != "Basic"]
+        wrong.write_text(
+            "".join("Basic " + base64.b64encode(f"{n}:guess".encode()).decode() + "\n" for n in names)
+        )
+    apache = Apache(
+        root / f"flood-{mpm}",
+        site_body(root / f"www-flood-{mpm}", users, status=False),
+        mpm=mpm,
+        modules=("remoteip",),
+        server_conf=server_conf + REMOTEIP,
+        log_level="error",
+    ).start()
+    try:
+        url = f"{apache.url}/private/"
+        rotate = [str(HERE / "rotate.lua"), str(tokens)]
+        _wrk(url, 3, 20, VALID_ADDRESS, rotate).communicate()  # warm: every user cached
+        alone = _wrk(url, seconds, 20, VALID_ADDRESS, rotate).communicate()[0]
+        time.sleep(0.5)
+        pause = str(max(0.1, 1000 * ATTACK_CONNECTIONS / ATTACK_RATE - ANSWER_MS))
+        attack_p = _wrk(
+            url,
+            seconds + 2,
+            ATTACK_CONNECTIONS,
+            ATTACK_ADDRESS,
+            [str(HERE / "pace.lua"), pause, str(wrong)],
+        )
+        time.sleep(1)  # the attack runs at its pace before the valid users are measured
+        attacked = _wrk(url, seconds, 20, VALID_ADDRESS, rotate).communicate()[0]
+        attack = attack_p.communicate()[0]
+        log = (apache.workdir / "logs" / "access.log").read_text()
+    finally:
+        apache.stop()
+    statuses: dict[str, int] = {}
+    for address, status in re.findall(r"^(\S+) \S+ \[[^]]*\] \"[^\"]*\" (\d{3}) ", log, re.M):
+        if address == ATTACK_ADDRESS:
+            statuses[status] = statuses.get(status, 0) + 1
+    return Flood(
+        mpm=mpm,
+        alone_rps=_number(r"Requests/sec:\s+([\d.]+)", alone),
+        attacked_rps=_number(r"Requests/sec:\s+([\d.]+)", attacked),
+        valid_bad=int(_number(r"Non-2xx or 3xx responses: (\d+)", alone))
+        + int(_number(r"Non-2xx or 3xx responses: (\d+)", attacked)),
+        attack_rps=_number(r"Requests/sec:\s+([\d.]+)", attack),
+        attack_statuses=dict(sorted(statuses.items())),
+    )
 
 
-def apache_cpu_seconds(apache: Apache) -> float:
-    """User+system CPU of the Apache parent and its live children (prefork children stay
-    alive here: Min/MaxSpareServers keep them), from /proc: robust on a busy machine."""
-    assert apache.proc is not None
-    pids = [str(apache.proc.pid)]
-    pids += Path(f"/proc/{pids[0]}/task/{pids[0]}/children").read_text().split()
-    ticks = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_per_request(apache: Apache, seconds: int, headers: dict[str, str]) -> tuple[float, int]:
-    """Apache CPU microseconds per request, and the number of requests, for one wrk run."""
-    log = apache.workdir / "logs" / "access.log"
-    lines_before = log.read_text().count("\n")
-    cpu_before = apache_cpu_seconds(apache)
-    wrk(f"{apache.url}/private/", seconds, headers).communicate()
-    cpu = apache_cpu_seconds(apache) - cpu_before
-    requests = log.read_text().count("\n") - lines_before
-    return cpu / max(requests, 1) * 1e6, requests
+def report(floods: list[Flood]) -> str:
+    lines = [
+        "## Valid users while one address guesses",
+        "",
+        f"The attacker sends {ATTACK_RATE} wrong passwords a second (the 1,000 users in turn, "
+        f"{ATTACK_CONNECTIONS} keep-alive connections at a fixed pace) from one address; the valid users "
+        "(the 1,000 users, right passwords, cache on, wrk -c20) go as fast as they can from "
+        "another. Target: the valid users keep >= 80% of their throughput and get only 200s.",
+        "",
+        "| MPM | valid alone req/s | valid under attack req/s | kept | valid non-2xx | attack req/s "
+        "| attacker's answers |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for f in floods:
+        lines.append(
+            f"| {f.mpm} | {f.alone_rps:.0f} | {f.attacked_rps:.0f} | **{f.kept:.0%}** "
+            f"({'met' if f.kept >= 0.8 and not f.valid_bad else 'MISSED'}) | {f.valid_bad} | "
+            f"{f.attack_rps:.0f} | {', '.join(f'{k}: {v}' for k, v in f.attack_statuses.items())} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 8
-    scheme = sys.argv[2] if len(sys.argv) > 2 else "bcrypt"
-    cost = 5 if scheme == "bcrypt" else None
-    work = Path(tempfile.mkdtemp(prefix="authn-flood-"))
-    make_readable(work)
-    users = work / "users"
-    users.write_text(
-        f"bob:{hashes.make_hash(b'builder', scheme, cost)}\n"
-        f"alice:{hashes.make_hash(b'wonderland', scheme, cost)}\n"
-    )
-    users.chmod(0o644)
-    valid = {"Authorization": basic("bob", "builder"), "X-Client-IP": "192.0.2.10"}
-    flood = {"Authorization": basic("alice", "guess"), "X-Client-IP": "192.0.2.66"}
-    print(f"scheme {scheme}, {seconds} s per run, wrk -t1 -c4 per side, 2 cores shared")
-    for lockout in ("on", "off"):
-        apache = Apache(
-            work / f"apache-{lockout}",
-            site_body(work / "www", users, f"PythonOption authn.lockout {lockout}", status=False),
-            modules=("remoteip",),
-            server_conf=REMOTEIP,
-        ).start()
-        try:
-            url = f"{apache.url}/private/"
-            alone = wrk(url, seconds, valid).communicate()[0]
-            attacked_p = wrk(url, seconds, valid)
-            flood_p = wrk(url, seconds, flood)
-            attacked, flooding = attacked_p.communicate()[0], flood_p.communicate()[0]
-            valid_cpu, valid_n = cpu_per_request(apache, seconds, valid)
-            flood_cpu, flood_n = cpu_per_request(apache, seconds, flood)
-            log = (work / f"apache-{lockout}" / "logs" / "access.log").read_text()
-            codes = re.findall(r'" (\d{3}) ', log)
-        finally:
-            apache.stop()
-        print(
-            f"lockout {lockout}: valid alone {rps(alone):.0f} req/s (non-2xx {non2xx(alone)}); "
-            f"under flood {rps(attacked):.0f} req/s (non-2xx {non2xx(attacked)}) = "
-            f"{rps(attacked) / max(rps(alone), 1):.0%}; flood {rps(flooding):.0f} req/s; "
-            f"statuses {dict(sorted((c, codes.count(c)) for c in set(codes)))}"
-        )
-        print(
-            f"lockout {lockout}: Apache CPU per valid request {valid_cpu:.0f} us ({valid_n} "
-            f"requests); per flood request {flood_cpu:.0f} us ({flood_n} requests)"
-        )
+    from bench import run
+
+    mpm = sys.argv[1] if len(sys.argv) > 1 else "prefork"
+    seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 8
+    global ATTACK_RATE
+    ATTACK_RATE = int(sys.argv[3]) if len(sys.argv) > 3 else ATTACK_RATE
+    root = Path(tempfile.mkdtemp(prefix="authn-flood-"))
+    files = run.make_files(root, 0)
+    from devkit.apache import make_readable
+
+    make_readable(root)
+    conf = run.PREFORK_CONF if mpm == "prefork" else run.EVENT_CONF
+    print(report([measure(root, mpm, conf, files.users, files.tokens, seconds)]))
 
 
 if __name__ == "__main__":

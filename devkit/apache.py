@@ -169,6 +169,7 @@ class Apache:
         *,
         mpm: str = "prefork",
         modules: tuple[str, ...] = (),
+        without: tuple[str, ...] = (),
         port: int | None = None,
         defines: dict[str, str] | None = None,
         server_conf: str = "",
@@ -180,7 +181,8 @@ class Apache:
         self.mpm = mpm
         self.port = port or free_port()
         self.body = body
-        self.modules = tuple(sorted({*BASE_MODULES, *modules, f"mpm_{mpm}"}))
+        #: ``without``: base modules left out (``("python",)``: an Apache of native modules only)
+        self.modules = tuple(sorted({*BASE_MODULES, *modules, f"mpm_{mpm}"} - set(without)))
         self.defines = {
             "AUTHN_SITE_PACKAGES": site_packages(),
             # Debian's mods-available/*.conf refer to these (cgid's ScriptSock, for one)
@@ -274,12 +276,12 @@ class Apache:
             f'CustomLog "{self.workdir}/logs/access.log" common',
             "TypesConfig /etc/mime.types",
             "HostnameLookups Off",
-            "PythonDebug Off",
+            *(["PythonDebug Off"] if "python" in self.modules else []),
             '<Directory "/">',
             "    AllowOverride None",
             "    Require all denied",
             "</Directory>",
-            f'PythonOption authn.cache.dir "{self.workdir}/cache"',  # not /var/cache/authn
+            *([f'PythonOption authn.cache.dir "{self.workdir}/cache"'] if "python" in self.modules else []),
             self.server_conf,
             self.body,
         ]
