@@ -296,21 +296,32 @@ class InFlight:
     in the database. Every change happens under the table's lock, held for a few
     microseconds (no I/O inside): a ``lockf`` on the file's first byte (between processes)
     and a thread lock (between the threads of a process, which share ``lockf``'s locks). A
-    failure freeing its place adds one to the key's *settled* count: a reservation that
-    read the failures before taking the lock sees it changed (its stamp) and reads again
+    failure freeing its place adds one to its way's *settled* count (never reset): a
+    reservation that read the failures before taking the lock sees it changed (its stamp)
+    and reads again
     (:meth:`SqliteStore.reserve`). A bucket whose slots all hold places answers "no place"
     (the check waits, as when crowded): a flood cannot make a place disappear.
     """
 
     BUCKETS = 2048
     WAYS = 8
+    SALT = 16  #: random bytes at the file's start that key the tags (see :meth:`tags`)
+    HEADER = 64
     _BUCKET = struct.Struct(f"<{WAYS}Q{WAYS}I{WAYS}I{WAYS}d")  # tags, places, settled, until
 
     def __init__(self, path: str) -> None:
-        self._map, self._fd = map_private_file(path, self.BUCKETS * self._BUCKET.size)  # fd: for lockf
+        length = self.HEADER + self.BUCKETS * self._BUCKET.size
+        self._map, self._fd = map_private_file(path, length)  # the descriptor: for lockf
         self._path = path
         self._threads = threading.Lock()
         self._tags: dict[str, int] = {}
+        self.lock()  # a new table: the first process to look draws its salt, whole
+        try:
+            if not any(self._map[: self.SALT]):
+                self._map[: self.SALT] = os.urandom(self.SALT)
+            self._salt = self._map[: self.SALT]
+        finally:
+            self.unlock()
 
     def lock(self) -> None:
         """Take the table's lock, by :data:`SQLITE_BUSY_SECONDS` (our holders keep it for
@@ -341,13 +352,17 @@ class InFlight:
             self._threads.release()
 
     def tags(self, keys: Sequence[str]) -> list[int]:
-        """The 64-bit tags the keys are found by in the table (never 0: a slot never used)."""
+        """The 64-bit tags the keys are found by in the table (never 0: a slot never used),
+        keyed by the table's salt: nobody can pick logins that fill the bucket of another
+        user's key, and make that user's checks wait."""
         known = self._tags
         found = []
         for key in keys:
             tag = known.get(key)
             if tag is None:
-                digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+                digest = hashlib.blake2b(
+                    key.encode("utf-8", "surrogateescape"), digest_size=8, key=self._salt
+                ).digest()
                 tag = int.from_bytes(digest, "big") or 1
                 if len(known) >= 4096:
                     known.clear()
@@ -370,7 +385,7 @@ class InFlight:
                 for other, (way, _, f) in zip(tags[:i], out, strict=False)
                 if other % self.BUCKETS == bucket
             ]
-            fields = shared[0][1] if shared else list(unpack(view, bucket * size))
+            fields = shared[0][1] if shared else list(unpack(view, self.HEADER + bucket * size))
             if tag in fields[:ways]:
                 way = fields.index(tag)
                 out.append((way, fields[ways + way] if fields[3 * ways + way] > now else 0, fields))
@@ -396,10 +411,11 @@ class InFlight:
             return False
         ways = self.WAYS
         for tag, (way, live, fields) in zip(tags, looked, strict=True):
-            if fields[way] != tag:  # a new key in this way: its own settled count from 0
-                fields[way], fields[2 * ways + way] = tag, 0
+            # a way's settled count only ever grows, whichever key holds it: a stamp taken
+            # before the way changed hands and came back cannot match again (ABA)
+            fields[way] = tag
             fields[ways + way], fields[3 * ways + way] = live + 1, now + PENDING_SECONDS
-            self._BUCKET.pack_into(self._map, (tag % self.BUCKETS) * self._BUCKET.size, *fields)
+            self._BUCKET.pack_into(self._map, self.HEADER + (tag % self.BUCKETS) * self._BUCKET.size, *fields)
         return True
 
     def give(self, tags: Sequence[int], *, failed: bool) -> None:
@@ -413,7 +429,9 @@ class InFlight:
                 if way >= 0 and live > 0 and fields[way] == tag:
                     fields[ways + way] = live - 1
                     fields[2 * ways + way] = (fields[2 * ways + way] + failed) & 0xFFFFFFFF
-                    self._BUCKET.pack_into(self._map, (tag % self.BUCKETS) * self._BUCKET.size, *fields)
+                    self._BUCKET.pack_into(
+                        self._map, self.HEADER + (tag % self.BUCKETS) * self._BUCKET.size, *fields
+                    )
         finally:
             self.unlock()
 

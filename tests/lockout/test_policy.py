@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -495,3 +495,60 @@ def test_in_flight_table_keys_of_one_bucket_and_a_full_bucket(tmp_path: Path) ->
     looked = table.look(same[1:3], now)
     assert [live for _, live, _ in looked] == [0, 0]
     assert [settled for _, settled in table.stamp(looked)] == [1, 1]
+
+
+def test_in_flight_tags_are_keyed_by_the_tables_salt(tmp_path: Path) -> None:
+    """Every process of a machine finds a key in the same bucket (one salt per table, drawn
+    by the first), and nobody can compute which logins share another user's bucket."""
+    from authn.lockout.stores import InFlight
+
+    one, again = InFlight(str(tmp_path / "a")), InFlight(str(tmp_path / "a"))
+    other = InFlight(str(tmp_path / "b"))
+    keys = [f"u 192.0.2.{i} alice" for i in range(20)]
+    assert one.tags(keys) == again.tags(keys)
+    assert one.tags(keys) != other.tags(keys)
+    assert (tmp_path / "a").read_bytes()[:16] != bytes(16)
+
+
+def test_a_stamp_cannot_match_again_after_its_way_changed_hands(tmp_path: Path) -> None:
+    """ABA (found by an outside attack): a reservation reads the failures (9), another
+    process runs a whole failing check meanwhile, on a way that other keys had taken and
+    given back since the first stamp; the reservation must not trust its stale 9 (an 11th
+    check at threshold 10). A way's settled count never goes back, so the stamp differs."""
+    from authn.lockout.policy import client_key, pair_key
+    from authn.lockout.stores import InFlight
+
+    folder = str(tmp_path / "lockout")
+    late, other, traffic = SqliteStore(folder), SqliteStore(folder), SqliteStore(folder)
+    keys = [client_key("10.0.0.1"), pair_key("10.0.0.1", "alice")]
+    limits = [(keys[0], 100), (keys[1], 10)]
+
+    def failed_check(store: SqliteStore, key_limits: list[tuple[str, int]]) -> str:
+        status, _ = store.reserve(key_limits, 600)
+        if status == "counted":
+            store.settle([k for k, _ in key_limits], failed=True, clear=[], window=600, client="10.0.0.1")
+        return status
+
+    for _ in range(9):
+        assert failed_check(other, limits) == "counted"
+    table = late.in_flight()
+    assert table is not None
+    for bucket in (tag % InFlight.BUCKETS for tag in table.tags(keys)):
+        # a key of other traffic in the same bucket takes the freed way and settles there
+        stranger = next(
+            f"u 10.9.{i // 256 % 256}.{i % 256} bob{i}"
+            for i in range(10**6)
+            if table.tags([f"u 10.9.{i // 256 % 256}.{i % 256} bob{i}"])[0] % InFlight.BUCKETS == bucket
+        )
+        assert failed_check(traffic, [(stranger, 10)]) == "counted"
+    real_get = late.get
+
+    def descheduled_get(read: Sequence[str]) -> dict[str, lockout.Count]:
+        found = real_get(read)
+        late.get = real_get  # type: ignore[method-assign]
+        assert failed_check(other, limits) == "counted"  # the 10th failure, meanwhile
+        return found
+
+    late.get = descheduled_get  # type: ignore[method-assign]
+    status, counts = late.reserve(limits, 600)
+    assert status == "locked" and counts[keys[1]].failures == 10
