@@ -16,6 +16,7 @@ runs on loopback stand for two client addresses (``X-Client-IP``). Used by ``pyt
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -145,12 +146,15 @@ def main() -> None:
     global ATTACK_RATE
     ATTACK_RATE = int(sys.argv[3]) if len(sys.argv) > 3 else ATTACK_RATE
     root = Path(tempfile.mkdtemp(prefix="authn-flood-"))
-    files = run.make_files(root, 0)
-    from devkit.apache import make_readable
+    try:
+        files = run.make_files(root, 0)
+        from devkit.apache import make_readable
 
-    make_readable(root)
-    conf = run.PREFORK_CONF if mpm == "prefork" else run.EVENT_CONF
-    print(report([measure(root, mpm, conf, files.users, files.tokens, seconds)]))
+        make_readable(root)
+        conf = run.PREFORK_CONF if mpm == "prefork" else run.EVENT_CONF
+        print(report([measure(root, mpm, conf, files.users, files.tokens, seconds)]))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

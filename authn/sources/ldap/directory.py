@@ -68,7 +68,7 @@ from authn.sources.ldap.filters import (
 )
 from authn.sources.ldap.pool import ConnectionConfig, Pool, Slot, describe
 from authn.sources.ldap.url import LdapURL
-from authn.verdict import Reason, Verdict
+from authn.verdict import Outcome, Reason, Verdict
 
 log = logging.getLogger("authn")
 
@@ -363,7 +363,7 @@ class Directory:
         if dn:
             attrs["dn"] = (dn,)
         groups = frozenset(_text(v) for v in lower.get("memberof", ()))
-        return dataclasses.replace(Verdict.grant(user, self.name, groups, attrs), identity=identity)
+        return Verdict(Outcome.GRANTED, user, self.name, None, groups, attrs, identity=identity)
 
     def credential_mark(self, dn: str) -> str | None:
         """What changes when the entry's password does, read by the service account: the

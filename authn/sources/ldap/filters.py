@@ -9,6 +9,7 @@ trailing space).
 
 from __future__ import annotations
 
+import functools
 import time
 import unicodedata
 from collections.abc import Iterable
@@ -72,11 +73,14 @@ def template_bind_name(template: str, login: str) -> str | None:
     return template.replace("%s", login)
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_dn(dn: str) -> str:
     """A DN in a form fit for comparison: parsed, re-serialized, case folded.
 
     Case folding is right for the attributes DNs are made of (cn, ou, dc, uid: all
-    case-insensitive). A string that is not a DN is only case folded.
+    case-insensitive). A string that is not a DN is only case folded. Remembered for the
+    last 4,096 DNs (the same entries come back on every check: python-ldap's parsing and
+    serializing in Python cost a dozen calls each time).
     """
     try:
         return str(ldap.dn.dn2str(ldap.dn.str2dn(dn))).lower()
