@@ -315,6 +315,7 @@ class InFlight:
         self._path = path
         self._threads = threading.Lock()
         self._tags: dict[str, int] = {}
+        self._siblings: dict[int, float] = {}  # pid -> until when it is known as a sibling
         self.lock()  # a new table: the first process to look draws its salt, whole
         try:
             if not any(self._map[: self.SALT]):
@@ -324,9 +325,14 @@ class InFlight:
             self.unlock()
 
     def lock(self) -> None:
-        """Take the table's lock, by :data:`SQLITE_BUSY_SECONDS` (our holders keep it for
-        microseconds: waiting longer means something outside authn holds it) or raise
-        StoreUnavailable. :meth:`unlock` gives it back."""
+        """Take the table's lock, or raise StoreUnavailable. :meth:`unlock` gives it back.
+
+        Held by another child of this Apache (a sibling: our holders keep it for
+        microseconds), the wait is the kernel's (a blocking ``lockf``: the waiter burns no
+        CPU and wakes when it is free). Held by any other process (something outside authn,
+        or another Apache sharing the folder), the wait is bounded by
+        :data:`SQLITE_BUSY_SECONDS`, after which the store counts as down (fail open).
+        """
         deadline = time.monotonic() + SQLITE_BUSY_SECONDS
         if not self._threads.acquire(timeout=SQLITE_BUSY_SECONDS):
             raise StoreUnavailable(f"lockout store {self._path}: busy for {SQLITE_BUSY_SECONDS:.0f} s")
@@ -336,14 +342,46 @@ class InFlight:
                 fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
                 return
             except OSError:
-                if time.monotonic() >= deadline:
-                    self._threads.release()
-                    raise StoreUnavailable(
-                        f"lockout store {self._path}: held by another process for {SQLITE_BUSY_SECONDS:.0f} s"
-                    ) from None
-                # the holder is usually a process waiting for a CPU: give it ours first
-                tries += 1
-                time.sleep(0 if tries < 8 else min(0.00005 * 2 ** (tries - 8), 0.001))
+                pass
+            if tries == 0 and self._held_by_sibling():
+                try:
+                    fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, 0)
+                    return
+                except OSError:
+                    pass
+            if time.monotonic() >= deadline:
+                self._threads.release()
+                raise StoreUnavailable(
+                    f"lockout store {self._path}: held by another process for {SQLITE_BUSY_SECONDS:.0f} s"
+                )
+            tries += 1
+            time.sleep(min(0.00005 * 2**tries, 0.002))
+
+    _FLOCK = struct.Struct("@hhqqi4x")  # struct flock (x86-64, aarch64): type, whence, start, len, pid
+
+    def _held_by_sibling(self) -> bool:
+        """True when the process holding the lock is a child of our own parent (another
+        child of this Apache), or the lock is free again."""
+        try:
+            answer = fcntl.fcntl(
+                self._fd, fcntl.F_GETLK, self._FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 1, 0)
+            )
+            kind, _, _, _, pid = self._FLOCK.unpack(answer)
+            if kind == fcntl.F_UNLCK:
+                return True
+            now = time.monotonic()
+            if self._siblings.get(pid, 0.0) > now:  # a sibling seen in the last minute
+                return True
+            with open(f"/proc/{pid}/stat", "rb") as stat_file:
+                parent = int(stat_file.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError, struct.error):
+            return False
+        if parent != os.getppid() or parent == 1:
+            return False
+        if len(self._siblings) >= 1024:
+            self._siblings.clear()
+        self._siblings[pid] = now + 60.0
+        return True
 
     def unlock(self) -> None:
         try:

@@ -552,3 +552,39 @@ def test_a_stamp_cannot_match_again_after_its_way_changed_hands(tmp_path: Path) 
     late.get = descheduled_get  # type: ignore[method-assign]
     status, counts = late.reserve(limits, 600)
     assert status == "locked" and counts[keys[1]].failures == 10
+
+
+def test_a_sibling_holding_the_in_flight_lock_is_waited_for_not_failed_open(tmp_path: Path) -> None:
+    """Another child of the same parent (another Apache child) holding the table's lock is
+    waited for in the kernel, past the busy time (it holds it for microseconds in real
+    life); the same wait from a process of another parent fails open (the test above)."""
+    import subprocess
+    import sys
+
+    folder = str(tmp_path / "lockout")
+    SqliteStore(folder).in_flight()  # the table exists
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, time\n"
+         f"fd = os.open({folder + '/lockout.sqlite3.inflight'!r}, os.O_RDWR)\n"
+         "fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)\nprint('held', flush=True)\ntime.sleep(1.0)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        waiter = subprocess.run(
+            [sys.executable, "-c", "import sys, time\n"
+             "from authn.lockout import stores\n"
+             "from authn.lockout.policy import Lockout, Policy\n"
+             "stores.SQLITE_BUSY_SECONDS = 0.3\n"
+             f"guard = Lockout(Policy(threshold=3, window=60), stores.SqliteStore({folder!r}))\n"
+             "started = time.monotonic()\n"
+             "counted = guard.reserve('192.0.2.1', 'alice').counted\n"
+             "print(counted, round(time.monotonic() - started, 1))"],
+            capture_output=True, text=True, timeout=30, cwd=str(Path(__file__).resolve().parents[2]),
+        )  # fmt: skip
+    finally:
+        holder.kill()
+        holder.communicate()
+    counted, waited = waiter.stdout.split()
+    assert counted == "True", waiter.stderr
+    assert float(waited) >= 0.5
