@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -409,6 +410,19 @@ def test_a_locked_address_costs_no_store_transaction_per_new_user_name(
     assert [d.repeat for d in decisions].count(False) <= 1  # reported once per lock
 
 
+def _hold_table_lock(path: str, seconds: float) -> subprocess.Popen[str]:
+    """A child of this process that holds the in-flight table's lock for ``seconds`` (lockf
+    locks belong to a process: the test's own would not count), once it says so."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, time\n"
+         f"fd = os.open({path!r}, os.O_RDWR)\n"
+         f"fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)\nprint('held', flush=True)\ntime.sleep({seconds})"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def test_a_lock_file_held_outside_authn_fails_open_after_the_busy_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -417,8 +431,6 @@ def test_a_lock_file_held_outside_authn_fails_open_after_the_busy_time(
     request fails open (logged) instead of hanging behind it. The table of checks in flight
     (taken before each check) and the writers' lock file (taken to store a failure)."""
     import fcntl
-    import subprocess
-    import sys
 
     from authn.lockout import stores as lockoutstore
 
@@ -427,14 +439,8 @@ def test_a_lock_file_held_outside_authn_fails_open_after_the_busy_time(
     guard = Lockout(Policy(threshold=3, window=60), store)
     _fail(guard, "192.0.2.1", "alice")  # the database, its lock file and its table exist
     # lockf locks belong to a process: another one holds the table's
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys, time\n"
-         f"fd = os.open({store.path + '.inflight'!r}, os.O_RDWR)\n"
-         "fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)\nprint('held', flush=True)\ntime.sleep(30)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holder = _hold_table_lock(store.path + ".inflight", 30)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         started = time.monotonic()
         with caplog.at_level(logging.ERROR, logger="authn"):
             reservation = guard.reserve("192.0.2.1", "alice")
@@ -558,19 +564,11 @@ def test_a_sibling_holding_the_in_flight_lock_is_waited_for_not_failed_open(tmp_
     """Another child of the same parent (another Apache child) holding the table's lock is
     waited for in the kernel, past the busy time (it holds it for microseconds in real
     life); the same wait from a process of another parent fails open (the test above)."""
-    import subprocess
-    import sys
 
     folder = str(tmp_path / "lockout")
     SqliteStore(folder).in_flight()  # the table exists
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, time\n"
-         f"fd = os.open({folder + '/lockout.sqlite3.inflight'!r}, os.O_RDWR)\n"
-         "fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)\nprint('held', flush=True)\ntime.sleep(1.0)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holder = _hold_table_lock(folder + "/lockout.sqlite3.inflight", 1.0)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         waiter = subprocess.run(
             [sys.executable, "-c", "import sys, time\n"
              "from authn.lockout import stores\n"
