@@ -66,6 +66,10 @@ ServerLimit 20
 MaxRequestWorkers 20
 MaxConnectionsPerChild 0
 """
+# ListenCoresBucketsRatio 1: a listening socket per process, the kernel spreads wrk's
+# connections over both; with one shared socket, how they fell on the two processes (one
+# Python interpreter lock each) changed from run to run, and rows flipped between ~18k and
+# ~35k req/s with nothing changed
 EVENT_CONF = """
 ServerLimit 2
 StartServers 2
@@ -75,6 +79,7 @@ MaxRequestWorkers 32
 MinSpareThreads 32
 MaxSpareThreads 64
 MaxConnectionsPerChild 0
+ListenCoresBucketsRatio 1
 """
 
 
