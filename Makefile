@@ -16,11 +16,11 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: system-deps install       ## the benchmark against Apache's native modules (about 15 min)
+bench: system-deps install       ## the benchmark against Apache's native modules (about 25 min)
 	$(PIP) install 'matplotlib>=3.6'
 	$(PY) -m bench
 
-bench-quick: system-deps install ## the same, short runs (about 3 min)
+bench-quick: system-deps install ## the same, short runs (about 5 min)
 	$(PIP) install 'matplotlib>=3.6'
 	$(PY) -m bench --quick
 

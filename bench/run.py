@@ -1,7 +1,7 @@
 """The benchmark: authn against Apache's own modules, on throwaway Apaches, in one run.
 
-``python -m bench --quick`` (under 3 minutes) or ``python -m bench`` (the full run, about 12
-minutes). Everything runs on loopback: the benchmark makes a scratch folder, writes the
+``python -m bench --quick`` (about 5 minutes) or ``python -m bench`` (the full run, about 25
+minutes on 2 cores). Everything runs on loopback: the benchmark makes a scratch folder, writes the
 users (bcrypt cost 5, as ``htpasswd -B -C 5``), starts its own Apaches from
 :mod:`devkit.apache`, drives them with ``wrk`` (every run bounded in duration,
 connections and timeout), stops them, and writes into ``bench/results/<time>/``:
@@ -873,7 +873,7 @@ def to_json(data: dict[str, dict[str, object]]) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs, one repeat (< 3 min)")
+    parser.add_argument("--quick", action="store_true", help="short runs, one repeat (about 5 min)")
     parser.add_argument("--seconds", type=float, help="measured seconds per run (full: 8)")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds (2)")
     parser.add_argument("--repeat", type=int, help="rounds over all rows (full: 3)")
