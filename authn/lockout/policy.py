@@ -57,7 +57,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from authn import metrics
 from authn.errors import StoreUnavailable
@@ -203,6 +203,14 @@ class Stats:
 STATS = Stats()
 
 
+def _remember(records: dict[Any, Any], key: object, value: object) -> None:
+    """``records[key] = value``, in a per-process dict of at most :data:`CLEAN_MAX` records
+    (all dropped when full: each is only a shortcut past a store read)."""
+    if len(records) >= CLEAN_MAX:
+        records.clear()
+    records[key] = value
+
+
 class Lockout:
     """A policy applied with a store. Thread-safe; one per distinct (policy, store)."""
 
@@ -320,11 +328,8 @@ class Lockout:
             keys.append(pair_key(client, user))
         try:
             generation = self._unlocks(now)  # before the read: an unlock after it is seen
-            if mark is not None and self.store.client_is_clean(client):
+            if mark is not None and self._client_clean(client):
                 self._recovered()
-                if len(self._clean_clients) >= CLEAN_MAX:
-                    self._clean_clients.clear()
-                self._clean_clients[client] = (now + CLEAN_MARKED_SECONDS, mark)
                 return OPEN
             counts = self.store.get(keys)
         except StoreUnavailable as exc:
@@ -332,10 +337,8 @@ class Lockout:
             return OPEN
         self._recovered()
         if not counts:
-            if len(self._clean) >= CLEAN_MAX:
-                self._clean.clear()
             trust = CLEAN_SECONDS if mark is None else CLEAN_MARKED_SECONDS
-            self._clean[(client, user)] = (now + trust, mark)
+            _remember(self._clean, (client, user), (now + trust, mark))
             return OPEN
         decision = self._decide(counts, client, user, refusing=True)
         if decision.locked:
@@ -348,10 +351,8 @@ class Lockout:
         """Remember a lock until it ends: a locked address under (client, None), so a flood
         of new user names from it costs no store transaction each; a locked pair under
         (client, user)."""
-        if len(self._locked) >= CLEAN_MAX:
-            self._locked.clear()
         key = (client, None) if decision.reason == CLIENT_LOCKED else (client, user)
-        self._locked[key] = (now + decision.retry_after, decision, True, generation)
+        _remember(self._locked, key, (now + decision.retry_after, decision, True, generation))
 
     def _known_lock(self, key: tuple[str, str | None], now: float) -> Decision | None:
         """A lock this process knows for ``key``, while it lasts and no admin unlocked
@@ -425,10 +426,9 @@ class Lockout:
         if dirty is not None and dirty[0] > now and dirty[1] == mark:
             return False
         clean = self.store.client_is_clean(client)
-        records = self._clean_clients if clean else self._dirty_clients
-        if len(records) >= CLEAN_MAX:
-            records.clear()
-        records[client] = (now + CLEAN_MARKED_SECONDS, mark)
+        _remember(
+            self._clean_clients if clean else self._dirty_clients, client, (now + CLEAN_MARKED_SECONDS, mark)
+        )
         return clean
 
     def reserve(self, client: str, user: str) -> Reservation:
